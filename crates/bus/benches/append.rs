@@ -1,0 +1,193 @@
+//! Durable append throughput and latency of `LocalLog`, side by side with a naive
+//! baseline that `fdatasync`s every batch on its own (no group commit).
+//!
+//! Each configuration runs `N` concurrent appenders (tokio tasks for `LocalLog`, blocking
+//! threads for the baseline) that each append batches of 100 records of 200 bytes for a
+//! fixed time, then prints records/s, MB/s, batches per fdatasync and the p50/p99/max
+//! latency of one append (from the call until it is durable).
+//!
+//! ```text
+//! cargo bench -p sundial-bus --bench append                 # 3 s per configuration
+//! cargo bench -p sundial-bus --bench append -- --secs 10    # longer runs
+//! ```
+//! Set `TMPDIR` to put the logs on the disk you want to measure.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sundial_bus::{LocalLog, Options};
+
+const RECORDS_PER_BATCH: usize = 100;
+const RECORD_BYTES: usize = 200;
+const APPENDERS: [usize; 3] = [1, 8, 64];
+
+struct Outcome {
+    name: &'static str,
+    appenders: usize,
+    records: u64,
+    elapsed: Duration,
+    syncs: u64,
+    latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    fn print(&mut self) {
+        self.latencies.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+            self.latencies.get(i).copied().unwrap_or_default()
+        };
+        let secs = self.elapsed.as_secs_f64();
+        let batches = self.latencies.len() as f64;
+        println!(
+            "| {:<28} | {:>3} | {:>11.0} | {:>7.1} | {:>8.1} | {:>8.2} | {:>8.2} | {:>8.2} |",
+            self.name,
+            self.appenders,
+            self.records as f64 / secs,
+            self.records as f64 * RECORD_BYTES as f64 / secs / 1e6,
+            batches / self.syncs.max(1) as f64,
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            self.latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        );
+    }
+}
+
+fn batch(appender: usize, seq: u64) -> Vec<Vec<u8>> {
+    (0..RECORDS_PER_BATCH)
+        .map(|i| {
+            let mut r = vec![b'x'; RECORD_BYTES];
+            r[..8].copy_from_slice(&(appender as u64).to_le_bytes());
+            r[8..16].copy_from_slice(&seq.to_le_bytes());
+            r[16..24].copy_from_slice(&(i as u64).to_le_bytes());
+            r
+        })
+        .collect()
+}
+
+async fn run_local_log(appenders: usize, duration: Duration) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(dir.path(), Options::default()).unwrap();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for a in 0..appenders {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut seq = 0;
+            while Instant::now() < deadline {
+                let b = batch(a, seq);
+                let t0 = Instant::now();
+                log.append(b).await.unwrap();
+                latencies.push(t0.elapsed());
+                seq += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    let stats = log.stats();
+    log.close().await;
+    Outcome {
+        name: "LocalLog (group commit)",
+        appenders,
+        records: stats.durable_end,
+        elapsed,
+        syncs: stats.commits,
+        latencies,
+    }
+}
+
+/// The baseline: a mutex-protected file, one write + one fdatasync per batch.
+fn run_naive(appenders: usize, duration: Duration) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let file: Arc<Mutex<File>> = Arc::new(Mutex::new(
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("naive.log"))
+            .unwrap(),
+    ));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let threads: Vec<_> = (0..appenders)
+        .map(|a| {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut seq = 0;
+                let mut buf = Vec::new();
+                while Instant::now() < deadline {
+                    let b = batch(a, seq);
+                    let t0 = Instant::now();
+                    buf.clear();
+                    for r in &b {
+                        buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                        buf.extend_from_slice(&crc32c::crc32c(r).to_le_bytes());
+                        buf.extend_from_slice(r);
+                    }
+                    let mut f = file.lock().unwrap();
+                    f.write_all(&buf).unwrap();
+                    f.sync_data().unwrap();
+                    drop(f);
+                    latencies.push(t0.elapsed());
+                    seq += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in threads {
+        latencies.extend(t.join().unwrap());
+    }
+    let elapsed = start.elapsed();
+    let batches = latencies.len() as u64;
+    Outcome {
+        name: "naive (fdatasync per batch)",
+        appenders,
+        records: batches * RECORDS_PER_BATCH as u64,
+        elapsed,
+        syncs: batches,
+        latencies,
+    }
+}
+
+fn main() {
+    let mut secs = 3.0f64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--secs" {
+            secs = args.next().and_then(|s| s.parse().ok()).unwrap_or(secs);
+        }
+    }
+    let duration = Duration::from_secs_f64(secs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "durable appends: batches of {RECORDS_PER_BATCH} records x {RECORD_BYTES} bytes, {secs} s per row, TMPDIR={}",
+        std::env::temp_dir().display()
+    );
+    println!();
+    println!(
+        "| {:<28} | {:>3} | {:>11} | {:>7} | {:>8} | {:>8} | {:>8} | {:>8} |",
+        "implementation", "N", "records/s", "MB/s", "batch/fs", "p50 ms", "p99 ms", "max ms"
+    );
+    println!("|{:-<30}|{:->5}|{:->13}|{:->9}|{:->10}|{:->10}|{:->10}|{:->10}|", "", "", "", "", "", "", "", "");
+    for appenders in APPENDERS {
+        runtime.block_on(run_local_log(appenders, duration)).print();
+        run_naive(appenders, duration).print();
+    }
+}
