@@ -1,0 +1,3 @@
+//! The subcommands of `sundial`, one module each.
+
+pub(crate) mod config;

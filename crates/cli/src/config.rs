@@ -1,0 +1,327 @@
+//! Configuration of the `sundial` binary.
+//!
+//! One TOML file (`--config FILE` or `SUNDIAL_CONFIG`), overridden by `SUNDIAL_*`
+//! environment variables, overridden by command-line flags — in that order. Every
+//! layer is strict: an unknown key, a wrong type or a bad value is an error that names
+//! the key and where it came from (the file with line and column, or the environment
+//! variable, or the flag). Nothing is silently ignored, so a typo never turns into a
+//! default.
+//!
+//! Environment variables map onto keys by their section: `SUNDIAL_LOG_LEVEL` and
+//! `SUNDIAL_LOG__LEVEL` both set `log.level` (a double underscore always separates
+//! levels; a single one after a known section name does too). The variables the
+//! scheduler exports to the jobs it runs (`SUNDIAL_JOB_ID`, …) and `SUNDIAL_CONFIG`
+//! itself are not configuration and are skipped.
+//!
+//! Sections are added by the subsystems that use them; each section has defaults, so
+//! an empty file (or none) is a valid configuration.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Names of the top-level sections, used to map `SUNDIAL_<SECTION>_<KEY>` variables.
+const SECTIONS: &[&str] = &["log"];
+
+/// The name figment gives the command-line layer, used in error messages.
+const FLAGS_SOURCE: &str = "command-line flags";
+
+/// `SUNDIAL_*` variables that are not configuration keys.
+const RESERVED_ENV: &[&str] = &[
+    "config",
+    "job_id",
+    "run_id",
+    "fire_time",
+    "attempt",
+    "node_id",
+    "fencing_token",
+];
+
+/// The whole configuration. Each field is a section with its own defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Config {
+    /// Logging (`[log]`).
+    pub(crate) log: LogConfig,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogConfig {
+    /// A `tracing` filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or
+    /// directives such as `info,sundial_scheduler=debug`.
+    pub(crate) level: String,
+    /// `pretty` (human-readable, the default) or `json` (one object per line).
+    pub(crate) format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// How log lines are written to standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Values given as command-line flags; they override the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) log: Option<LogOverrides>,
+}
+
+/// Flag overrides of the `[log]` section.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct LogOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) format: Option<LogFormat>,
+}
+
+/// A configuration that could not be loaded; the message names the key and its source.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file named by `--config` could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema (unknown key, wrong type,
+    /// bad enum value); the message carries line, column and key.
+    #[error("invalid config file {}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    /// An environment variable or a flag does not fit the schema.
+    #[error("invalid configuration: {0}")]
+    Layer(String),
+    /// A value has the right type but is not acceptable.
+    #[error("invalid value for `{key}` ({source_name}): {reason}")]
+    Value {
+        key: &'static str,
+        source_name: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (if any), then `SUNDIAL_*`
+    /// environment variables, then `overrides`.
+    pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            check_file(path)?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(environment()).merge(Flags(overrides));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Layer(render_figment_error(e)))?;
+        config.validate(&figment)?;
+        Ok(config)
+    }
+
+    /// Checks values whose type alone does not make them valid.
+    fn validate(&self, figment: &Figment) -> Result<(), ConfigError> {
+        if let Err(reason) = check_log_filter(&self.log.level) {
+            return Err(ConfigError::Value {
+                key: "log.level",
+                source_name: source_of(figment, "log.level"),
+                reason: format!(
+                    "`{}` is not a log filter ({reason}); use error, warn, info, debug, \
+                     trace or directives such as `info,sundial_scheduler=debug`",
+                    self.log.level
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, as `sundial config show` prints it.
+    pub(crate) fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and enums cannot fail.
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Accepts what `EnvFilter` accepts, except a lone word that is not a level: `loud` or
+/// `verbose` would parse as "everything from a module named loud", which is never what
+/// was meant.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let trimmed = filter.trim();
+    let lone_word = !trimmed.is_empty()
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if lone_word && !LEVELS.contains(&trimmed.to_ascii_lowercase().as_str()) {
+        return Err(format!("`{trimmed}` is not a level"));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The flag layer: the overrides under a name that error messages can show.
+struct Flags<'a>(&'a Overrides);
+
+impl figment::Provider for Flags<'_> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(FLAGS_SOURCE)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::defaults(self.0).data()
+    }
+}
+
+/// Reads and validates the file on its own, so that errors carry line and column.
+fn check_file(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str::<Config>(&text).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    Ok(())
+}
+
+/// The `SUNDIAL_*` environment provider with the key mapping described above.
+fn environment() -> Env {
+    Env::prefixed("SUNDIAL_")
+        .filter(|key| !RESERVED_ENV.contains(&key.as_str().to_ascii_lowercase().as_str()))
+        .map(|key| map_env_key(key.as_str()).into())
+}
+
+/// Maps a variable name (prefix stripped) to a dotted key: `LOG_LEVEL` → `log.level`,
+/// `LOG__LEVEL` → `log.level`, anything else unchanged (and then rejected as unknown).
+fn map_env_key(key: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    if lower.contains("__") {
+        return lower.replace("__", ".");
+    }
+    for section in SECTIONS {
+        if let Some(rest) = lower
+            .strip_prefix(section)
+            .and_then(|r| r.strip_prefix('_'))
+        {
+            return format!("{section}.{rest}");
+        }
+    }
+    lower
+}
+
+/// Names where a key's value came from, for error messages.
+fn source_of(figment: &Figment, key: &str) -> String {
+    match figment.find_metadata(key) {
+        Some(meta) => match &meta.source {
+            Some(source) => format!("from {} {source}", meta.name),
+            None => format!("from {}", meta.name),
+        },
+        None => "default".to_owned(),
+    }
+}
+
+/// Figment's errors name the key and the provider; render all of them, one per line.
+fn render_figment_error(error: figment::Error) -> String {
+    let mut out = String::new();
+    for (i, e) in error.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&FigmentErrorDisplay(&e).to_string());
+    }
+    out
+}
+
+struct FigmentErrorDisplay<'a>(&'a figment::Error);
+
+impl fmt::Display for FigmentErrorDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        write!(f, "{}", e.kind)?;
+        if !e.path.is_empty() {
+            write!(f, " for key `{}`", e.path.join("."))?;
+        }
+        if let Some(meta) = &e.metadata {
+            if meta.name.contains("environment") && !e.path.is_empty() {
+                let var = e.path.join("_").to_ascii_uppercase();
+                return write!(f, " (environment variable SUNDIAL_{var})");
+            }
+            write!(f, " in {}", meta.name)?;
+            if let Some(source) = &meta.source {
+                write!(f, " ({source})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filters() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,sundial_scheduler=debug",
+            "sundial=trace",
+        ] {
+            assert!(check_log_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["loud", "verbose", "in fo==", "info,x=loud"] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_keys_map_by_section() {
+        assert_eq!(map_env_key("LOG_LEVEL"), "log.level");
+        assert_eq!(map_env_key("LOG__LEVEL"), "log.level");
+        assert_eq!(map_env_key("LOG_FORMAT"), "log.format");
+        assert_eq!(map_env_key("BOGUS_KEY"), "bogus_key");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::default();
+        assert!(config.validate(&Figment::new()).is_ok());
+        assert_eq!(config.log.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn rendered_config_round_trips() {
+        let config = Config {
+            log: LogConfig {
+                level: "debug".into(),
+                format: LogFormat::Json,
+            },
+        };
+        let back: Config = toml::from_str(&config.to_toml()).expect("round trip");
+        assert_eq!(back, config);
+    }
+}
