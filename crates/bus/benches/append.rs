@@ -52,7 +52,12 @@ impl Outcome {
             batches / self.syncs.max(1) as f64,
             pct(0.50).as_secs_f64() * 1e3,
             pct(0.99).as_secs_f64() * 1e3,
-            self.latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+            self.latencies
+                .last()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3,
         );
     }
 }
@@ -185,7 +190,10 @@ fn main() {
         "| {:<28} | {:>3} | {:>11} | {:>7} | {:>8} | {:>8} | {:>8} | {:>8} |",
         "implementation", "N", "records/s", "MB/s", "batch/fs", "p50 ms", "p99 ms", "max ms"
     );
-    println!("|{:-<30}|{:->5}|{:->13}|{:->9}|{:->10}|{:->10}|{:->10}|{:->10}|", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<30}|{:->5}|{:->13}|{:->9}|{:->10}|{:->10}|{:->10}|{:->10}|",
+        "", "", "", "", "", "", "", ""
+    );
     for appenders in APPENDERS {
         runtime.block_on(run_local_log(appenders, duration)).print();
         run_naive(appenders, duration).print();

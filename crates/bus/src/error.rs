@@ -130,7 +130,10 @@ impl Error {
         matches!(self, Error::Corrupt { .. })
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io {
             op,
@@ -159,7 +162,10 @@ mod tests {
             position: 42,
             reason: "checksum mismatch",
         };
-        assert_eq!(corrupt.to_string(), "corrupt log segment x.log at byte 42: checksum mismatch");
+        assert_eq!(
+            corrupt.to_string(),
+            "corrupt log segment x.log at byte 42: checksum mismatch"
+        );
         assert!(corrupt.is_corruption());
         assert!(!corrupt.is_transient());
     }

@@ -240,10 +240,18 @@ mod tests {
         assert_eq!(segment_file_name(0), "00000000000000000000.log");
         assert_eq!(segment_file_name(u64::MAX), "18446744073709551615.log");
         for base in [0, 1, 42, 1 << 40, u64::MAX] {
-            assert_eq!(parse_segment_file_name(&segment_file_name(base)), Some(base));
+            assert_eq!(
+                parse_segment_file_name(&segment_file_name(base)),
+                Some(base)
+            );
         }
         assert!(segment_file_name(9) < segment_file_name(10));
-        for bad in ["0.log", "0000000000000000000a.log", "00000000000000000000.tmp", "LOCK"] {
+        for bad in [
+            "0.log",
+            "0000000000000000000a.log",
+            "00000000000000000000.tmp",
+            "LOCK",
+        ] {
             assert_eq!(parse_segment_file_name(bad), None, "{bad}");
         }
         // Larger than u64::MAX.
@@ -269,10 +277,28 @@ mod tests {
         encode_frame(&mut buf, 12, &[7u8; 300_000]);
         let f = file_with(&buf);
         let mut r = FrameReader::new(&f, 0, 10, buf.len() as u64);
-        assert!(matches!(r.next_frame(), Ok(Step::Record { offset: 10, position: 0, payload: b"hello" })));
-        assert!(matches!(r.next_frame(), Ok(Step::Record { offset: 11, payload: b"", .. })));
+        assert!(matches!(
+            r.next_frame(),
+            Ok(Step::Record {
+                offset: 10,
+                position: 0,
+                payload: b"hello"
+            })
+        ));
+        assert!(matches!(
+            r.next_frame(),
+            Ok(Step::Record {
+                offset: 11,
+                payload: b"",
+                ..
+            })
+        ));
         match r.next_frame() {
-            Ok(Step::Record { offset: 12, payload, .. }) => assert_eq!(payload.len(), 300_000),
+            Ok(Step::Record {
+                offset: 12,
+                payload,
+                ..
+            }) => assert_eq!(payload.len(), 300_000),
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(r.next_frame(), Ok(Step::End)));
@@ -290,15 +316,25 @@ mod tests {
 
         // A frame is only valid at its own offset.
         let mut r = FrameReader::new(&f, 0, 5, buf.len() as u64);
-        assert!(matches!(r.next_frame(), Ok(Step::Invalid { position: 0, reason: "checksum mismatch" })));
+        assert!(matches!(
+            r.next_frame(),
+            Ok(Step::Invalid {
+                position: 0,
+                reason: "checksum mismatch"
+            })
+        ));
 
         // Torn inside the second frame's payload and inside its header.
         for cut in [buf.len() as u64 - 1, second + 3] {
             let mut r = FrameReader::new(&f, 0, 0, cut);
             assert!(matches!(r.next_frame(), Ok(Step::Record { offset: 0, .. })));
-            assert!(matches!(r.next_frame(), Ok(Step::Invalid { position, .. }) if position == second));
+            assert!(
+                matches!(r.next_frame(), Ok(Step::Invalid { position, .. }) if position == second)
+            );
             // It stays put.
-            assert!(matches!(r.next_frame(), Ok(Step::Invalid { position, .. }) if position == second));
+            assert!(
+                matches!(r.next_frame(), Ok(Step::Invalid { position, .. }) if position == second)
+            );
         }
     }
 }

@@ -64,7 +64,9 @@ impl Shared {
     }
 
     pub(crate) fn segments_mut(&self) -> RwLockWriteGuard<'_, BTreeMap<u64, Arc<Segment>>> {
-        self.segments.write().unwrap_or_else(PoisonError::into_inner)
+        self.segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn insert_segment(&self, segment: Arc<Segment>) {
@@ -125,10 +127,10 @@ struct WriterThread {
 
 impl Drop for WriterThread {
     fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            if handle.join().is_err() {
-                tracing::error!("log writer thread panicked");
-            }
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("log writer thread panicked");
         }
         // `_lock` is dropped after the join: the directory is free only once the writer
         // has finished its last round.
@@ -428,7 +430,9 @@ impl LocalLog {
     ///
     /// # Panics
     /// If called outside a tokio runtime.
-    pub fn apply_retention(&self) -> impl Future<Output = Result<RetentionReport>> + Send + 'static {
+    pub fn apply_retention(
+        &self,
+    ) -> impl Future<Output = Result<RetentionReport>> + Send + 'static {
         let shared = self.inner.shared.clone();
         async move {
             tokio::task::spawn_blocking(move || retention::apply(&shared, SystemTime::now()))
@@ -539,7 +543,14 @@ fn recover(
         .map_err(Error::io("stat segment", &path))?
         .len();
     // Checks the header before the scan.
-    let probe = Segment::open(path.clone(), last, last, len.max(HEADER_LEN), None, interval)?;
+    let probe = Segment::open(
+        path.clone(),
+        last,
+        last,
+        len.max(HEADER_LEN),
+        None,
+        interval,
+    )?;
     drop(probe);
     let scan = segment::scan(&file, &path, last, len, interval)?;
     if let Some((position, reason)) = scan.invalid {
@@ -556,7 +567,14 @@ fn recover(
             .map_err(Error::io("truncate segment", &path))?;
         file.sync_all().map_err(Error::io("fsync segment", &path))?;
     }
-    let active = Segment::open(path, last, scan.end, scan.valid_size, Some(scan.index), interval)?;
+    let active = Segment::open(
+        path,
+        last,
+        scan.end,
+        scan.valid_size,
+        Some(scan.index),
+        interval,
+    )?;
     segments.insert(last, Arc::new(active));
 
     report.segments = segments.len();

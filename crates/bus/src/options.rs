@@ -137,15 +137,23 @@ mod tests {
     fn inconsistent_options_are_rejected_with_the_field_name() {
         let mut o = Options::default();
         o.max_record_bytes = o.max_pending_bytes as usize;
-        let err = o.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = o
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("max_record_bytes"), "{err}");
 
-        let mut o = Options::default();
-        o.segment_bytes = 0;
-        assert!(o.validate().is_err());
+        let zero_segments = Options {
+            segment_bytes: 0,
+            ..Options::default()
+        };
+        assert!(zero_segments.validate().is_err());
 
-        let mut o = Options::default();
-        o.max_pending_bytes = u64::from(u32::MAX) + 1;
-        assert!(o.validate().is_err());
+        let huge_queue = Options {
+            max_pending_bytes: u64::from(u32::MAX) + 1,
+            ..Options::default()
+        };
+        assert!(huge_queue.validate().is_err());
     }
 }

@@ -104,7 +104,8 @@ impl Segment {
             .map_err(Error::io("create segment", &temp))?;
         f.write_all(&format::encode_header(base))
             .map_err(Error::io("write segment header", &temp))?;
-        f.sync_all().map_err(Error::io("fsync new segment", &temp))?;
+        f.sync_all()
+            .map_err(Error::io("fsync new segment", &temp))?;
         drop(f);
         fs::rename(&temp, &path).map_err(Error::io("rename new segment", &path))?;
         sync_dir(dir)?;
@@ -216,7 +217,11 @@ impl Segment {
             let state = self.state();
             let index = state.index.as_deref().unwrap_or(&[]);
             let at = index.partition_point(|e| e.0 <= offset);
-            let entry = if at == 0 { (self.base, HEADER_LEN) } else { index[at - 1] };
+            let entry = if at == 0 {
+                (self.base, HEADER_LEN)
+            } else {
+                index[at - 1]
+            };
             (state.end.min(limit_end), state.size, entry)
         };
         let mut reader = FrameReader::new(&self.file, start_position, start_offset, size);
@@ -245,10 +250,9 @@ impl Segment {
                     });
                 }
                 Step::End => {
-                    return Err(self.corrupt(
-                        reader.position(),
-                        "segment ends before its last record",
-                    ));
+                    return Err(
+                        self.corrupt(reader.position(), "segment ends before its last record")
+                    );
                 }
                 Step::Invalid { position, reason } => return Err(self.corrupt(position, reason)),
             }
@@ -297,8 +301,13 @@ pub(crate) fn scan(file: &File, path: &Path, base: u64, size: u64, interval: u64
     let mut index = vec![(base, HEADER_LEN)];
     let mut last = HEADER_LEN;
     loop {
-        match reader.next_frame().map_err(Error::io("scan segment", path))? {
-            Step::Record { offset, position, .. } => {
+        match reader
+            .next_frame()
+            .map_err(Error::io("scan segment", path))?
+        {
+            Step::Record {
+                offset, position, ..
+            } => {
                 if position - last >= interval {
                     index.push((offset, position));
                     last = position;

@@ -111,17 +111,19 @@ impl Writer {
                 }));
                 continue;
             }
-            if self.must_roll_before(first.bytes, true) {
-                if let Err(err) = self.roll() {
-                    tracing::error!(error = %err, "could not start a new log segment");
-                    let _ = first.reply.send(Err(err));
-                    continue;
-                }
+            if self.must_roll_before(first.bytes, true)
+                && let Err(err) = self.roll()
+            {
+                tracing::error!(error = %err, "could not start a new log segment");
+                let _ = first.reply.send(Err(err));
+                continue;
             }
             let mut pending = first.bytes;
             let mut round = vec![first];
             while pending < self.shared.options.commit_bytes as u64 {
-                let Ok(request) = self.rx.try_recv() else { break };
+                let Ok(request) = self.rx.try_recv() else {
+                    break;
+                };
                 if self.must_roll_before(pending + request.bytes, false) {
                     self.carry = Some(request);
                     break;
@@ -155,8 +157,11 @@ impl Writer {
     /// Seals the active segment (already fully fsync'd) and starts a new one at `next`,
     /// then applies retention, which may now delete the sealed one.
     fn roll(&mut self) -> Result<()> {
-        let (segment, file) =
-            Segment::create(&self.shared.dir, self.next, self.shared.options.index_interval_bytes)?;
+        let (segment, file) = Segment::create(
+            &self.shared.dir,
+            self.next,
+            self.shared.options.index_interval_bytes,
+        )?;
         let segment = Arc::new(segment);
         self.shared.insert_segment(segment.clone());
         tracing::debug!(
@@ -245,7 +250,11 @@ impl Writer {
     }
 
     fn poison(&self, source: std::io::Error) -> Error {
-        let source = self.shared.poisoned.get_or_init(|| Arc::new(source)).clone();
+        let source = self
+            .shared
+            .poisoned
+            .get_or_init(|| Arc::new(source))
+            .clone();
         Error::Poisoned { source }
     }
 }
