@@ -39,12 +39,13 @@
 //! assert_eq!(offsets, 0..2);
 //!
 //! // A consumer reads from its own position and waits for more.
-//! let records = log.read(0, ReadLimits::default()).await?;
+//! let mut reader = log.reader(0);
+//! let records = reader.next_batch(ReadLimits::default()).await?;
 //! assert_eq!(records[1].payload, b"second");
-//! let next = records.last().map_or(0, |r| r.offset + 1);
-//! let wait = log.wait_for(next);
+//! let next = tokio::spawn(async move { reader.next_batch(ReadLimits::default()).await });
 //! log.append(vec![b"third".to_vec()]).await?;
-//! assert_eq!(wait.await?, 3);
+//! let records = next.await.expect("task")?;
+//! assert_eq!((records[0].offset, &records[0].payload[..]), (2, &b"third"[..]));
 //!
 //! // The aggregator committed everything below 3: retention may delete it.
 //! log.retain_from(3);
@@ -69,7 +70,7 @@ mod segment;
 mod writer;
 
 pub use error::{Error, Result};
-pub use log::{LocalLog, LogStats, RecoveryReport};
+pub use log::{LocalLog, LogStats, Reader, RecoveryReport};
 pub use options::{Options, Retention};
 pub use retention::RetentionReport;
 

@@ -414,6 +414,16 @@ impl LocalLog {
         Ok(*end)
     }
 
+    /// A cursor that reads forward from `offset`, waiting for new records when it has
+    /// read everything; the shape of a consumer loop. The position is only kept in
+    /// memory: persist it yourself (the aggregator stores it with its aggregates).
+    pub fn reader(&self, offset: u64) -> Reader {
+        Reader {
+            log: self.clone(),
+            position: offset,
+        }
+    }
+
     /// Tells retention that records below `offset` are no longer needed (typically the
     /// consumer position the aggregator has committed to its store). The mark only
     /// rises; it starts at 0 on every open, so nothing is deleted until a consumer calls
@@ -483,6 +493,58 @@ impl LocalLog {
     /// If called outside a tokio runtime.
     pub async fn close(self) {
         let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
+}
+
+/// A forward cursor over a [`LocalLog`], made by [`LocalLog::reader`].
+#[derive(Debug, Clone)]
+pub struct Reader {
+    log: LocalLog,
+    position: u64,
+}
+
+impl Reader {
+    /// The offset of the next record this reader returns.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Moves the cursor to `offset`.
+    pub fn seek(&mut self, offset: u64) {
+        self.position = offset;
+    }
+
+    /// Waits until at least one record at or after the position is durable, then reads
+    /// records from the position within `limits` and moves past them. Never returns an
+    /// empty batch.
+    ///
+    /// Cancel safe: if the future is dropped, the position is unchanged.
+    ///
+    /// # Errors
+    /// As [`LocalLog::read_from`]; the position is unchanged.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub async fn next_batch(&mut self, limits: ReadLimits) -> Result<Vec<Record>> {
+        self.log.wait_for(self.position).await?;
+        let records = self.log.read(self.position, limits).await?;
+        if let Some(last) = records.last() {
+            self.position = last.offset + 1;
+        }
+        Ok(records)
+    }
+
+    /// Like [`next_batch`](Self::next_batch) but returns at once, possibly with no
+    /// records, and reads on the calling thread (blocking).
+    ///
+    /// # Errors
+    /// As [`LocalLog::read_from`]; the position is unchanged.
+    pub fn try_next_batch(&mut self, limits: ReadLimits) -> Result<Vec<Record>> {
+        let records = self.log.read_from(self.position, limits)?;
+        if let Some(last) = records.last() {
+            self.position = last.offset + 1;
+        }
+        Ok(records)
     }
 }
 

@@ -121,9 +121,8 @@ async fn a_tiny_queue_applies_backpressure_and_rejects_what_can_never_fit() {
         h.await.unwrap();
     }
     assert_eq!(log.durable_end(), 16 * 10 * 2);
-    // One batch per commit at most: commit_bytes = 1 stops each round after one batch,
-    // except that nothing forbids a round of one.
-    assert!(log.stats().commits >= 160);
+    // commit_bytes = 1 closes every group commit after its first batch.
+    assert_eq!(log.stats().commits, 160);
     log.verify().unwrap();
 }
 
@@ -271,4 +270,52 @@ async fn close_releases_the_directory() {
     let log = LocalLog::open(dir.path(), Options::default()).unwrap();
     assert_eq!(log.durable_end(), 1);
     assert_eq!(log.dir(), dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_follows_the_log_and_is_cancel_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(dir.path(), small_segments(1024)).unwrap();
+    let mut reader = log.reader(0);
+
+    // Nothing to read: a dropped wait leaves the position alone.
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        reader.next_batch(ReadLimits::default()),
+    )
+    .await;
+    assert!(waited.is_err());
+    assert_eq!(reader.position(), 0);
+    assert_eq!(
+        reader.try_next_batch(ReadLimits::default()).unwrap(),
+        vec![]
+    );
+
+    let follower = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < 300 {
+            let batch = reader.next_batch(ReadLimits::records(7)).await.unwrap();
+            assert!(!batch.is_empty() && batch.len() <= 7);
+            seen.extend(batch.into_iter().map(|r| r.payload));
+        }
+        (seen, reader.position())
+    });
+    let mut expected = Vec::new();
+    for start in (0..300u64).step_by(25) {
+        let batch: Vec<Vec<u8>> = (start..start + 25).map(payload).collect();
+        expected.extend(batch.clone());
+        log.append(batch).await.unwrap();
+    }
+    let (seen, position) = follower.await.unwrap();
+    assert_eq!(seen, expected);
+    assert_eq!(position, 300);
+
+    let mut again = log.reader(0);
+    again.seek(298);
+    let tail = again.try_next_batch(ReadLimits::default()).unwrap();
+    assert_eq!(
+        tail.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![298, 299]
+    );
+    assert_eq!(again.position(), 300);
 }

@@ -29,7 +29,9 @@ pub fn recover_arbitrary_tail(tail: &[u8]) -> usize {
     let mut records = Vec::new();
     loop {
         let next = records.len() as u64;
-        let batch = log.read_from(next, ReadLimits::records(1000)).expect("recovered records read back");
+        let batch = log
+            .read_from(next, ReadLimits::records(1000))
+            .expect("recovered records read back");
         if batch.is_empty() {
             break;
         }
@@ -37,8 +39,15 @@ pub fn recover_arbitrary_tail(tail: &[u8]) -> usize {
     }
     let kept = fs::read(&path).expect("read segment");
     assert!(kept.len() >= original.len().min(16), "the header stays");
-    assert_eq!(kept[..], original[..kept.len()], "recovery only cuts the file");
-    assert_eq!(log.recovery().truncated_bytes, (original.len() - kept.len()) as u64);
+    assert_eq!(
+        kept[..],
+        original[..kept.len()],
+        "recovery only cuts the file"
+    );
+    assert_eq!(
+        log.recovery().truncated_bytes,
+        (original.len() - kept.len()) as u64
+    );
     assert_eq!(log.durable_end(), records.len() as u64);
 
     // The kept bytes are exactly the frames of the returned records.
