@@ -4,6 +4,8 @@
 //! changes it, and that what it keeps is exactly a sequence of valid frames that reads
 //! back as the returned records.
 
+#![allow(unreachable_pub)]
+
 use std::fs;
 
 use sundial_bus::{LocalLog, Options, ReadLimits};
