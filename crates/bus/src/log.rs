@@ -172,8 +172,8 @@ impl LocalLog {
     ///
     /// # Errors
     /// [`Error::Locked`] if the directory is open elsewhere, [`Error::Corrupt`] for a bad
-    /// segment header or a sequence of segment files with a gap, [`Error::Io`],
-    /// [`Error::InvalidOptions`].
+    /// segment header (a missing or short sealed segment is found when it is read, or by
+    /// [`verify`](Self::verify)), [`Error::Io`], [`Error::InvalidOptions`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<LocalLog> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
