@@ -1,0 +1,12 @@
+//! Sundial Analytics: the event model, validation of the ingest contract, and (as the
+//! pipeline grows) metric definitions and aggregation.
+//!
+//! This crate holds the analytics *logic* and no I/O framework: no HTTP server, no SQL
+//! driver, no bus client. Those live in `sundial-server`, `sundial-storage-sql` and
+//! `sundial-bus`, behind the traits defined here.
+
+pub mod event;
+pub mod ingest;
+
+pub use event::{Dimensions, Event, EventKind};
+pub use ingest::{Batch, EnvelopeError, Limits, Rejection, SingleKind, parse_batch, parse_single};
