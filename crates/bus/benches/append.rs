@@ -4,7 +4,10 @@
 //! Each configuration runs `N` concurrent appenders (tokio tasks for `LocalLog`, blocking
 //! threads for the baseline) that each append batches of 100 records of 200 bytes for a
 //! fixed time, then prints records/s, MB/s, batches per fdatasync and the p50/p99/max
-//! latency of one append (from the call until it is durable).
+//! latency of one append (from the call until it is durable). Two open-loop rows start
+//! appends at a fixed rate instead (1,500 and 3,000 batches/s, i.e. 150,000 and 300,000
+//! records/s; `N` is 0 there), which is how an ingest server sees its load. Last, it
+//! reopens the largest log (timing recovery) and reads it all back.
 //!
 //! ```text
 //! cargo bench -p sundial-bus --bench append                 # 3 s per configuration
@@ -156,6 +159,52 @@ fn recover_and_read(dir: &std::path::Path) {
     );
 }
 
+/// Open loop: starts `rate` appends per second on a 1 ms tick, whatever the state of the
+/// earlier ones, as an ingest server under a steady request rate would.
+async fn run_open_loop(rate: u64, duration: Duration) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(dir.path(), Options::default()).unwrap();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut started = 0u64;
+    let mut tasks = Vec::new();
+    while start.elapsed() < duration {
+        tick.tick().await;
+        let due = start.elapsed().as_micros() as u64 * rate / 1_000_000;
+        while started < due {
+            let log = log.clone();
+            let seq = started;
+            tasks.push(tokio::spawn(async move {
+                let b = batch(0, seq);
+                let t0 = Instant::now();
+                log.append(b).await.unwrap();
+                t0.elapsed()
+            }));
+            started += 1;
+        }
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    let stats = log.stats();
+    log.close().await;
+    Outcome {
+        name: if rate == 1500 {
+            "LocalLog open loop 1,500/s"
+        } else {
+            "LocalLog open loop 3,000/s"
+        },
+        appenders: 0,
+        records: stats.durable_end,
+        elapsed,
+        syncs: stats.commits,
+        latencies,
+    }
+}
+
 /// The baseline: a mutex-protected file, one write + one fdatasync per batch.
 fn run_naive(appenders: usize, duration: Duration) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
@@ -244,6 +293,9 @@ fn main() {
         outcome.print();
         biggest = Some(dir);
         run_naive(appenders, duration).print();
+    }
+    for rate in [1500, 3000] {
+        runtime.block_on(run_open_loop(rate, duration)).print();
     }
     println!();
     if let Some(dir) = biggest {
