@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub(crate) retention_pass: Mutex<()>,
     /// Group commits (one write + one `fdatasync` each) since open.
     pub(crate) commits: AtomicU64,
+    /// Test seam: makes the next `fdatasync` fail.
+    #[cfg(test)]
+    pub(crate) fail_next_sync: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -219,6 +222,8 @@ impl LocalLog {
             poisoned: OnceLock::new(),
             retention_pass: Mutex::new(()),
             commits: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
             options,
         });
         let (tx, rx) = mpsc::channel(shared.options.max_pending_batches);
@@ -484,6 +489,11 @@ impl LocalLog {
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.inner.shared.dir
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     /// Drops this handle; if it was the last one, waits (on the blocking pool) until the

@@ -242,11 +242,22 @@ impl Writer {
             }
             return Err(err);
         }
-        if let Err(source) = self.file.sync_data() {
+        if let Err(source) = self.sync() {
             tracing::error!(error = %source, path = %path.display(), "fdatasync failed; poisoning the log");
+            // Best effort: the unsynced round was not acknowledged, so try to take it
+            // back. Whether the cut reaches the disk is as uncertain as the data was.
+            let _ = self.file.set_len(self.size);
             return Err(self.poison(source));
         }
         Ok(())
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.shared.fail_next_sync.swap(false, Ordering::AcqRel) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        self.file.sync_data()
     }
 
     fn poison(&self, source: std::io::Error) -> Error {
@@ -256,5 +267,37 @@ impl Writer {
             .get_or_init(|| Arc::new(source))
             .clone();
         Error::Poisoned { source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use crate::{Error, LocalLog, Options, ReadLimits};
+
+    #[tokio::test]
+    async fn a_failed_fdatasync_poisons_the_log_until_it_is_reopened() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = LocalLog::open(dir.path(), Options::default()).expect("open");
+        assert_eq!(log.append(vec![b"kept".to_vec()]).await.ok(), Some(0..1));
+
+        log.shared().fail_next_sync.store(true, Ordering::Release);
+        let err = log.append(vec![b"lost".to_vec()]).await.err();
+        assert!(matches!(err, Some(Error::Poisoned { .. })), "{err:?}");
+        // Every later append fails too, before reaching the disk.
+        let err = log.append(vec![b"refused".to_vec()]).await.err();
+        assert!(matches!(err, Some(Error::Poisoned { .. })), "{err:?}");
+        assert!(err.is_some_and(|e| !e.is_transient()));
+        // What was durable stays readable, and nothing else became visible.
+        assert_eq!(log.durable_end(), 1);
+        let records = log.read_from(0, ReadLimits::default()).expect("read");
+        assert_eq!(records.len(), 1);
+
+        // Reopening recovers; the unacknowledged batch was cut off again.
+        drop(log);
+        let log = LocalLog::open(dir.path(), Options::default()).expect("reopen");
+        assert_eq!(log.durable_end(), 1);
+        assert_eq!(log.append(vec![b"again".to_vec()]).await.ok(), Some(1..2));
     }
 }
