@@ -350,13 +350,14 @@ impl LocalLog {
             if !out.is_empty() && bytes >= limits.max_bytes {
                 break;
             }
-            let start = shared.start.load(Ordering::Acquire);
             let segment = match shared.segment_for(next) {
-                Some(segment) if next >= start => segment,
+                Some(segment) if next >= shared.start.load(Ordering::Acquire) => segment,
                 _ => {
+                    // Loaded after the lookup: retention moves `start` in the same critical
+                    // section as it removes segments, so this is the new start.
                     return Err(Error::OffsetTrimmed {
                         requested: next,
-                        start,
+                        start: shared.start.load(Ordering::Acquire),
                     });
                 }
             };
