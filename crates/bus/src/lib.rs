@@ -15,8 +15,9 @@
 //!   lost by recovery.
 //! - **Bounded memory, backpressure.** Appends wait (asynchronously) when the writer's
 //!   queue holds [`Options::max_pending_bytes`]; reads return at most [`ReadLimits`].
-//! - **Readers do not poll.** [`LocalLog::subscribe`] and [`LocalLog::wait_for`] follow the
-//!   durable end; readers never see a record before it is durable.
+//! - **Readers do not poll.** A [`Reader`] (from [`LocalLog::reader`]) waits for new
+//!   records and reads forward; [`LocalLog::subscribe`] and [`LocalLog::wait_for`] expose
+//!   the durable end directly. Nobody sees a record before it is durable.
 //! - **Retention** by size and age removes whole old segments, never the active one and
 //!   never records a consumer still needs ([`LocalLog::retain_from`]). The log does not
 //!   store consumer positions: the aggregator keeps its own, in its store, in the same
