@@ -57,6 +57,9 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ZonedDateTime};
 
+/// The jiff version this crate's API uses (`Timestamp`, `TimeZone`, `ZonedDateTime`).
+pub use jiff;
+
 pub use calendar::{MAX_YEAR, MIN_YEAR};
 pub use error::{ErrorKind, Field, ParseError};
 pub use text::Lang;
