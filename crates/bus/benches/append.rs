@@ -1,5 +1,6 @@
-//! Durable append throughput and latency of `LocalLog`, side by side with a naive
-//! baseline that `fdatasync`s every batch on its own (no group commit).
+//! Durable append throughput and latency of `LocalLog` (with `syncs_in_flight` 1, i.e.
+//! strictly one group commit after another, and 4, the default), side by side with a
+//! naive baseline that `fdatasync`s every batch on its own (no group commit).
 //!
 //! Each configuration runs `N` concurrent appenders (tokio tasks for `LocalLog`, blocking
 //! threads for the baseline) that each append batches of 100 records of 200 bytes for a
@@ -27,9 +28,18 @@ use sundial_bus::{LocalLog, Options, ReadLimits};
 const RECORDS_PER_BATCH: usize = 100;
 const RECORD_BYTES: usize = 200;
 const APPENDERS: [usize; 3] = [1, 8, 64];
+/// `Options::syncs_in_flight` values compared: strictly one commit after another, and
+/// the default.
+const SYNCS: [usize; 2] = [1, 4];
+
+fn options(syncs: usize) -> Options {
+    let mut o = Options::default();
+    o.syncs_in_flight = syncs;
+    o
+}
 
 struct Outcome {
-    name: &'static str,
+    name: String,
     appenders: usize,
     records: u64,
     elapsed: Duration,
@@ -77,9 +87,13 @@ fn batch(appender: usize, seq: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-async fn run_local_log(appenders: usize, duration: Duration) -> (Outcome, tempfile::TempDir) {
+async fn run_local_log(
+    appenders: usize,
+    duration: Duration,
+    syncs: usize,
+) -> (Outcome, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let log = LocalLog::open(dir.path(), Options::default()).unwrap();
+    let log = LocalLog::open(dir.path(), options(syncs)).unwrap();
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -106,7 +120,7 @@ async fn run_local_log(appenders: usize, duration: Duration) -> (Outcome, tempfi
     let stats = log.stats();
     log.close().await;
     let outcome = Outcome {
-        name: "LocalLog (group commit)",
+        name: format!("LocalLog, syncs_in_flight={syncs}"),
         appenders,
         records: stats.durable_end,
         elapsed,
@@ -161,9 +175,9 @@ fn recover_and_read(dir: &std::path::Path) {
 
 /// Open loop: starts `rate` appends per second on a 1 ms tick, whatever the state of the
 /// earlier ones, as an ingest server under a steady request rate would.
-async fn run_open_loop(rate: u64, duration: Duration) -> Outcome {
+async fn run_open_loop(rate: u64, duration: Duration, syncs: usize) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
-    let log = LocalLog::open(dir.path(), Options::default()).unwrap();
+    let log = LocalLog::open(dir.path(), options(syncs)).unwrap();
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -192,11 +206,7 @@ async fn run_open_loop(rate: u64, duration: Duration) -> Outcome {
     let stats = log.stats();
     log.close().await;
     Outcome {
-        name: if rate == 1500 {
-            "LocalLog open loop 1,500/s"
-        } else {
-            "LocalLog open loop 3,000/s"
-        },
+        name: format!("open loop {rate}/s, syncs={syncs}"),
         appenders: 0,
         records: stats.durable_end,
         elapsed,
@@ -251,7 +261,7 @@ fn run_naive(appenders: usize, duration: Duration) -> Outcome {
     let elapsed = start.elapsed();
     let batches = latencies.len() as u64;
     Outcome {
-        name: "naive (fdatasync per batch)",
+        name: "naive (fdatasync per batch)".to_string(),
         appenders,
         records: batches * RECORDS_PER_BATCH as u64,
         elapsed,
@@ -289,13 +299,19 @@ fn main() {
     );
     let mut biggest = None;
     for appenders in APPENDERS {
-        let (mut outcome, dir) = runtime.block_on(run_local_log(appenders, duration));
-        outcome.print();
-        biggest = Some(dir);
+        for syncs in SYNCS {
+            let (mut outcome, dir) = runtime.block_on(run_local_log(appenders, duration, syncs));
+            outcome.print();
+            biggest = Some(dir);
+        }
         run_naive(appenders, duration).print();
     }
     for rate in [1500, 3000] {
-        runtime.block_on(run_open_loop(rate, duration)).print();
+        for syncs in SYNCS {
+            runtime
+                .block_on(run_open_loop(rate, duration, syncs))
+                .print();
+        }
     }
     println!();
     if let Some(dir) = biggest {

@@ -227,7 +227,7 @@ impl LocalLog {
             options,
         });
         let (tx, rx) = mpsc::channel(shared.options.max_pending_batches);
-        let writer = Writer::new(shared.clone(), rx, active, active_file);
+        let writer = Writer::new(shared.clone(), rx, active, active_file)?;
         let handle = std::thread::Builder::new()
             .name("sundial-bus-writer".into())
             .spawn(move || writer.run())

@@ -33,6 +33,12 @@ pub struct Options {
     /// The writer stops collecting appends for a group commit once this many bytes are
     /// gathered, then writes and `fdatasync`s them together. Default 4 MiB.
     pub commit_bytes: usize,
+    /// How many group commits may wait for `fdatasync` at once. While one round is being
+    /// synced the writer already writes the next; concurrent flushes of one file are
+    /// merged by the kernel and the disk, which raises commits per second and lowers the
+    /// latency of an append that arrives during a flush. 1 makes commits strictly one
+    /// after another. Default 4.
+    pub syncs_in_flight: usize,
     /// Distance in bytes between entries of the in-memory sparse index that maps offsets to
     /// file positions. Smaller is faster random reads, more memory. Default 64 KiB.
     pub index_interval_bytes: u64,
@@ -49,6 +55,7 @@ impl Default for Options {
             max_pending_bytes: 64 << 20,
             max_pending_batches: 4096,
             commit_bytes: 4 << 20,
+            syncs_in_flight: 4,
             index_interval_bytes: 64 << 10,
             retention: Retention::default(),
         }
@@ -78,6 +85,9 @@ impl Options {
         }
         if self.commit_bytes == 0 {
             return invalid("commit_bytes", "must be positive");
+        }
+        if self.syncs_in_flight == 0 || self.syncs_in_flight > 64 {
+            return invalid("syncs_in_flight", "must be between 1 and 64");
         }
         if self.index_interval_bytes == 0 {
             return invalid("index_interval_bytes", "must be positive");

@@ -1,29 +1,39 @@
-//! The writer thread and its group commit.
+//! The writer thread, its sync threads, and the group commit.
 //!
 //! # Ground rules
 //! - Exactly one writer thread per open log, and it is the only code that writes to a
 //!   segment file or creates one. It owns the active segment's write handle.
 //! - A *round* takes the first waiting append (blocking), then every further append that
 //!   is already queued, up to [`Options::commit_bytes`](crate::Options) and never across a
-//!   segment roll; encodes all their records into one buffer with consecutive offsets;
-//!   writes it with one positional write; calls `fdatasync` once; and only then publishes
-//!   the new durable end (segment state first, then the watch channel) and completes every
-//!   waiter of the round. So many concurrent appenders share one `fdatasync`, and nobody is
-//!   acknowledged before their bytes are on stable storage.
-//! - Offsets are handed out only by a successful round: a failed write is cut off again
-//!   (`set_len` back to the last durable size) and its appenders get the error, so offsets
-//!   stay dense. A failed `fdatasync` poisons the log instead (after such a failure Linux
-//!   may have dropped the dirty pages while later fsyncs report success, so no later write
-//!   can be trusted): every later append fails until the log is reopened and recovery has
-//!   re-checked the tail.
-//! - A segment is rolled only between rounds, after its last round was fsync'd, so every
-//!   sealed segment is complete on disk.
+//!   segment roll; encodes all their records into one buffer with consecutive offsets and
+//!   writes it with one positional write. The writer then hands the round to a small
+//!   pool of sync threads, which call `fdatasync`, and goes on collecting the next round.
+//!   Up to [`Options::syncs_in_flight`](crate::Options) `fdatasync`s run at once: the
+//!   kernel and the disk merge concurrent flushes of one file, so this raises the number
+//!   of group commits per second and cuts the time an append waits for the flush ahead
+//!   of it.
+//! - An `fdatasync` that returns covers every byte written before it was called, so when
+//!   the sync of round *n* returns, rounds `..= n` are durable. The sync threads complete
+//!   rounds strictly in write order, under the `Flight` lock: segment state first, then
+//!   the durable-end watch, then the waiters. Nobody is acknowledged, and no reader sees a
+//!   record, before its bytes are on stable storage.
+//! - Offsets are handed out by the writer as it writes; a failed write is cut off again
+//!   (`set_len` back to where the round started) and its appenders get the error, so
+//!   offsets stay dense. A failed `fdatasync` poisons the log (after such a failure Linux
+//!   may have dropped dirty pages while later fsyncs report success, so nothing written
+//!   before it can be trusted): every round not yet acknowledged fails, and so does every
+//!   later append, until the log is reopened and recovery has re-checked the tail.
+//! - Before a segment is rolled, the writer waits until every round in flight is
+//!   durable, so every sealed segment is complete on disk and unsynced bytes only ever
+//!   exist at the end of the active segment.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc as std_mpsc};
+use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -32,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, HEADER_LEN};
 use crate::log::Shared;
 use crate::retention;
-use crate::segment::Segment;
+use crate::segment::{IndexEntry, Segment};
 
 /// One `append` call waiting for the writer.
 #[derive(Debug)]
@@ -47,6 +57,147 @@ pub(crate) struct AppendRequest {
     pub(crate) permit: OwnedSemaphorePermit,
 }
 
+/// A round that is written and waits for an `fdatasync`.
+#[derive(Debug)]
+struct WrittenRound {
+    /// The segment it was written to (the active one).
+    segment: Arc<Segment>,
+    /// One past its last record.
+    end: u64,
+    /// Size of the segment after it.
+    size: u64,
+    /// Index entries for its records.
+    entries: Vec<IndexEntry>,
+    /// Its appends and their offsets.
+    waiters: Vec<(AppendRequest, Range<u64>)>,
+}
+
+/// Rounds between write and acknowledgement.
+#[derive(Debug, Default)]
+struct Flight {
+    /// Written, not yet durable, in write order.
+    rounds: VecDeque<WrittenRound>,
+    /// `fdatasync` calls running.
+    syncing: usize,
+}
+
+/// What the writer and the sync threads share.
+#[derive(Debug)]
+struct Syncs {
+    shared: Arc<Shared>,
+    flight: Mutex<Flight>,
+    /// Signalled whenever `flight` shrinks.
+    changed: Condvar,
+}
+
+/// One `fdatasync` to run: it makes the log durable up to offset `end`.
+#[derive(Debug)]
+struct SyncJob {
+    file: Arc<File>,
+    end: u64,
+}
+
+impl Syncs {
+    fn flight(&self) -> MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, Flight>) -> MutexGuard<'a, Flight> {
+        self.changed
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Body of a sync thread.
+    fn run(&self, jobs: &Mutex<std_mpsc::Receiver<SyncJob>>) {
+        loop {
+            let job = {
+                let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            };
+            let result = self.sync(&job.file);
+            self.finish(&job, result);
+        }
+    }
+
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.shared.fail_next_sync.swap(false, Ordering::AcqRel) {
+            return Err(std::io::Error::other("injected fdatasync failure"));
+        }
+        file.sync_data()
+    }
+
+    /// Completes the rounds that the `fdatasync` for `job` made durable, or fails every
+    /// round in flight if it failed.
+    fn finish(&self, job: &SyncJob, result: std::io::Result<()>) {
+        let mut flight = self.flight();
+        flight.syncing -= 1;
+        let mut done = Vec::new();
+        let failure = match result {
+            Err(source) => {
+                tracing::error!(error = %source, "fdatasync failed; poisoning the log");
+                // Best effort: what is in flight was not acknowledged, so try to take it
+                // back. Whether the cut reaches the disk is as uncertain as the data was.
+                if let Some(first) = flight.rounds.front() {
+                    let _ = job.file.set_len(first.segment.size());
+                }
+                Some(poison(&self.shared, source))
+            }
+            Ok(()) => {
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                // A sync that succeeds after another one failed proves nothing about the
+                // bytes before it; see the ground rules.
+                self.shared.poisoned.get().map(|source| Error::Poisoned {
+                    source: source.clone(),
+                })
+            }
+        };
+        match failure {
+            Some(err) => {
+                for round in flight.rounds.drain(..) {
+                    done.push((round.waiters, Err(err.clone())));
+                }
+            }
+            None => {
+                let mut durable = None;
+                while flight.rounds.front().is_some_and(|r| r.end <= job.end) {
+                    let Some(round) = flight.rounds.pop_front() else {
+                        break;
+                    };
+                    round.segment.advance(round.end, round.size, &round.entries);
+                    durable = Some(round.end);
+                    done.push((round.waiters, Ok(())));
+                }
+                if let Some(end) = durable {
+                    self.shared.durable.send_replace(end);
+                }
+            }
+        }
+        drop(flight);
+        self.changed.notify_all();
+        for (waiters, outcome) in done {
+            for (request, range) in waiters {
+                let reply = match &outcome {
+                    Ok(()) => Ok(range),
+                    Err(err) => Err(err.clone()),
+                };
+                let _ = request.reply.send(reply);
+                drop(request.permit);
+            }
+        }
+    }
+}
+
+/// Marks the log as poisoned (once) and returns the error to report.
+fn poison(shared: &Shared, source: std::io::Error) -> Error {
+    let source = shared.poisoned.get_or_init(|| Arc::new(source)).clone();
+    Error::Poisoned { source }
+}
+
 /// State of the writer thread.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -54,10 +205,10 @@ pub(crate) struct Writer {
     rx: mpsc::Receiver<AppendRequest>,
     /// The active segment and a handle to append to it.
     segment: Arc<Segment>,
-    file: File,
-    /// Durable size of the active segment.
-    size: u64,
-    /// Durable end of the log: the next offset to hand out.
+    file: Arc<File>,
+    /// Bytes written to the active segment (durable or in flight).
+    written: u64,
+    /// The next offset to hand out.
     next: u64,
     /// Position of the active segment's last index entry.
     last_index: u64,
@@ -67,34 +218,61 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// An append that did not fit the previous round's segment.
     carry: Option<AppendRequest>,
+    /// Rounds in flight, shared with the sync threads.
+    syncs: Arc<Syncs>,
+    /// Hands rounds to the sync threads; dropped at shutdown to stop them.
+    jobs: Option<std_mpsc::Sender<SyncJob>>,
+    sync_threads: Vec<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// A writer continuing the active segment `segment`, whose durable size is `size`.
+    /// A writer continuing the active segment `segment` (fully durable at open), with its
+    /// sync threads started.
     pub(crate) fn new(
         shared: Arc<Shared>,
         rx: mpsc::Receiver<AppendRequest>,
         segment: Arc<Segment>,
         file: File,
-    ) -> Writer {
-        let size = segment.size();
+    ) -> Result<Writer> {
+        let syncs = Arc::new(Syncs {
+            shared: shared.clone(),
+            flight: Mutex::new(Flight::default()),
+            changed: Condvar::new(),
+        });
+        let (jobs, job_rx) = std_mpsc::channel();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let mut sync_threads = Vec::new();
+        for i in 0..shared.options.syncs_in_flight {
+            let syncs = syncs.clone();
+            let job_rx = job_rx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("sundial-bus-sync-{i}"))
+                .spawn(move || syncs.run(&job_rx))
+                .map_err(Error::io("start log sync thread", &shared.dir))?;
+            sync_threads.push(handle);
+        }
+        let written = segment.size();
         let next = segment.end();
         let last_index = segment.last_index_position();
-        Writer {
+        Ok(Writer {
             shared,
             rx,
             segment,
-            file,
-            size,
+            file: Arc::new(file),
+            written,
             next,
             last_index,
             active_since: Instant::now(),
             buf: Vec::new(),
             carry: None,
-        }
+            syncs,
+            jobs: Some(jobs),
+            sync_threads,
+        })
     }
 
-    /// Runs rounds until every handle to the log is gone and the queue is empty.
+    /// Runs rounds until every handle to the log is gone and the queue is empty, then
+    /// waits for the rounds in flight and stops the sync threads.
     pub(crate) fn run(mut self) {
         tracing::debug!(dir = %self.shared.dir.display(), next = self.next, "log writer started");
         loop {
@@ -133,7 +311,22 @@ impl Writer {
             }
             self.commit(round);
         }
+        self.drain();
+        drop(self.jobs.take());
+        for handle in self.sync_threads.drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("log sync thread panicked");
+            }
+        }
         tracing::debug!(dir = %self.shared.dir.display(), end = self.next, "log writer stopped");
+    }
+
+    /// Waits until no round is in flight.
+    fn drain(&self) {
+        let mut flight = self.syncs.flight();
+        while !flight.rounds.is_empty() || flight.syncing > 0 {
+            flight = self.syncs.wait(flight);
+        }
     }
 
     /// Whether `bytes` more would overflow the active segment (or, at a round's start,
@@ -145,7 +338,7 @@ impl Writer {
             return false;
         }
         let options = &self.shared.options;
-        let too_big = self.size + bytes > options.segment_bytes;
+        let too_big = self.written + bytes > options.segment_bytes;
         let too_old = round_start
             && self.next > self.segment.base
             && options
@@ -154,9 +347,15 @@ impl Writer {
         too_big || too_old
     }
 
-    /// Seals the active segment (already fully fsync'd) and starts a new one at `next`,
-    /// then applies retention, which may now delete the sealed one.
+    /// Seals the active segment once everything in it is durable, starts a new one at
+    /// `next`, then applies retention, which may now delete the sealed one.
     fn roll(&mut self) -> Result<()> {
+        self.drain();
+        if let Some(source) = self.shared.poisoned.get() {
+            return Err(Error::Poisoned {
+                source: source.clone(),
+            });
+        }
         let (segment, file) = Segment::create(
             &self.shared.dir,
             self.next,
@@ -170,8 +369,8 @@ impl Writer {
             "rolled log segment"
         );
         self.segment = segment;
-        self.file = file;
-        self.size = HEADER_LEN;
+        self.file = Arc::new(file);
+        self.written = HEADER_LEN;
         self.last_index = HEADER_LEN;
         self.active_since = Instant::now();
         if let Err(err) = retention::apply(&self.shared, SystemTime::now()) {
@@ -180,93 +379,84 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes and fsyncs one round, then completes its waiters.
+    /// Writes one round and hands it to the sync threads (waiting while
+    /// `syncs_in_flight` syncs already run).
     fn commit(&mut self, mut round: Vec<AppendRequest>) {
         let interval = self.segment.index_interval();
         self.buf.clear();
         let mut offset = self.next;
-        let mut position = self.size;
+        let mut position = self.written;
         let mut last_index = self.last_index;
-        let mut new_entries = Vec::new();
-        let mut ranges = Vec::with_capacity(round.len());
-        for request in &mut round {
+        let mut entries = Vec::new();
+        let mut waiters = Vec::with_capacity(round.len());
+        for mut request in round.drain(..) {
             let start = offset;
             for record in std::mem::take(&mut request.records) {
                 if position - last_index >= interval {
-                    new_entries.push((offset, position));
+                    entries.push((offset, position));
                     last_index = position;
                 }
                 format::encode_frame(&mut self.buf, offset, &record);
                 position += format::frame_len(record.len());
                 offset += 1;
             }
-            ranges.push(start..offset);
+            waiters.push((request, start..offset));
         }
 
-        let outcome = self.write_and_sync();
+        let written = self.file.write_all_at(&self.buf, self.written);
         // Do not keep a huge buffer around after one unusually large round.
         if self.buf.capacity() > 4 * self.shared.options.commit_bytes {
             self.buf = Vec::new();
         }
-        match outcome {
-            Ok(()) => {
-                self.segment.advance(offset, position, &new_entries);
-                self.size = position;
-                self.next = offset;
-                self.last_index = last_index;
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
-                self.shared.durable.send_replace(offset);
-                for (request, range) in round.into_iter().zip(ranges) {
-                    let _ = request.reply.send(Ok(range));
-                    drop(request.permit);
-                }
+        if let Err(source) = written {
+            let err = Error::io("write segment", &self.segment.path)(source);
+            tracing::error!(error = %err, "log append failed");
+            if let Err(cut) = self.file.set_len(self.written) {
+                tracing::error!(error = %cut, "could not cut off a failed write; poisoning the log");
+                poison(&self.shared, cut);
             }
-            Err(err) => {
-                for request in round {
+            for (request, _) in waiters {
+                let _ = request.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+        self.written = position;
+        self.next = offset;
+        self.last_index = last_index;
+
+        let mut flight = self.syncs.flight();
+        while flight.syncing >= self.shared.options.syncs_in_flight {
+            flight = self.syncs.wait(flight);
+        }
+        flight.rounds.push_back(WrittenRound {
+            segment: self.segment.clone(),
+            end: offset,
+            size: position,
+            entries,
+            waiters,
+        });
+        flight.syncing += 1;
+        drop(flight);
+        let job = SyncJob {
+            file: self.file.clone(),
+            end: offset,
+        };
+        if let Some(jobs) = &self.jobs
+            && jobs.send(job).is_err()
+        {
+            // Only if every sync thread died (a panic): fail rather than hang.
+            let err = poison(
+                &self.shared,
+                std::io::Error::other("log sync threads are gone"),
+            );
+            let mut flight = self.syncs.flight();
+            flight.syncing = 0;
+            for round in flight.rounds.drain(..) {
+                for (request, _) in round.waiters {
                     let _ = request.reply.send(Err(err.clone()));
                 }
             }
         }
-    }
-
-    /// Writes `buf` after the durable end of the active segment and fsyncs it. On a write
-    /// error the partial write is cut off again; on an fsync error the log is poisoned.
-    fn write_and_sync(&mut self) -> Result<()> {
-        let path = &self.segment.path;
-        if let Err(source) = self.file.write_all_at(&self.buf, self.size) {
-            let err = Error::io("write segment", path)(source);
-            tracing::error!(error = %err, "log append failed");
-            if let Err(cut) = self.file.set_len(self.size) {
-                tracing::error!(error = %cut, "could not cut off a failed write; poisoning the log");
-                self.poison(cut);
-            }
-            return Err(err);
-        }
-        if let Err(source) = self.sync() {
-            tracing::error!(error = %source, path = %path.display(), "fdatasync failed; poisoning the log");
-            // Best effort: the unsynced round was not acknowledged, so try to take it
-            // back. Whether the cut reaches the disk is as uncertain as the data was.
-            let _ = self.file.set_len(self.size);
-            return Err(self.poison(source));
-        }
-        Ok(())
-    }
-
-    fn sync(&self) -> std::io::Result<()> {
-        #[cfg(test)]
-        if self.shared.fail_next_sync.swap(false, Ordering::AcqRel) {
-            return Err(std::io::Error::other("injected fdatasync failure"));
-        }
-        self.file.sync_data()
-    }
-
-    fn poison(&self, source: std::io::Error) -> Error {
-        let source = self
-            .shared
-            .poisoned
-            .get_or_init(|| Arc::new(source))
-            .clone();
-        Error::Poisoned { source }
     }
 }
 
