@@ -34,6 +34,15 @@ async fn concurrent_appenders_get_distinct_contiguous_ranges_that_read_back_in_o
                 let batch: Vec<Vec<u8>> = (0..n).map(|i| tagged(task, seq, i)).collect();
                 let range = log.append(batch.clone()).await.unwrap();
                 assert_eq!(range.end - range.start, n);
+                // Acknowledged means visible: the durable end covers it, reads find it.
+                assert!(log.durable_end() >= range.end);
+                let back = log
+                    .read_from(range.start, ReadLimits::records(n as usize))
+                    .unwrap();
+                assert_eq!(
+                    back.into_iter().map(|r| r.payload).collect::<Vec<_>>(),
+                    batch
+                );
                 out.push((range, batch));
             }
             out
