@@ -3,7 +3,8 @@
 //! # Ground rules
 //! - A segment's bytes in `[HEADER_LEN, state.size)` are durable (fsync'd) and hold the
 //!   records `[base, state.end)`. Only the writer thread appends to a segment, and only
-//!   to the active (newest) one; it raises `size` and `end` *after* `fdatasync` returns,
+//!   to the active (newest) one; `size` and `end` are raised (by the sync thread that
+//!   completes a group commit) only *after* an `fdatasync` covering those bytes returned,
 //!   so readers, which never look past `size`, only ever see durable records.
 //! - A sealed segment opened from disk starts without an index (`index: None`); the
 //!   first read scans it once, checking every checksum and that it holds exactly
@@ -136,7 +137,7 @@ impl Segment {
     }
 
     /// Records that a group commit made `[.., end)` durable up to byte `size`, with new
-    /// index entries. Called by the writer only, after `fdatasync`.
+    /// index entries. Called in write order, after `fdatasync`.
     pub(crate) fn advance(&self, end: u64, size: u64, new_entries: &[IndexEntry]) {
         let mut state = self.state();
         state.end = end;

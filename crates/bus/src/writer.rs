@@ -135,7 +135,7 @@ impl Syncs {
     /// round in flight if it failed.
     fn finish(&self, job: &SyncJob, result: std::io::Result<()>) {
         let mut flight = self.flight();
-        flight.syncing -= 1;
+        flight.syncing = flight.syncing.saturating_sub(1);
         let mut done = Vec::new();
         let failure = match result {
             Err(source) => {
