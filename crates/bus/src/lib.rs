@@ -7,7 +7,8 @@
 //! - **Group commit.** [`LocalLog::append`] resolves only after its batch is written and
 //!   `fdatasync`'d. One writer thread collects every append waiting at that moment and
 //!   makes them durable with one write and one `fdatasync`, so many concurrent appenders
-//!   share the cost of a sync.
+//!   share the cost of a sync. While a group commit is being synced the writer already
+//!   writes the next ([`Options::syncs_in_flight`]); commits are acknowledged in order.
 //! - **Checksums and recovery.** Every record is framed with its length and a CRC-32C
 //!   that also covers its offset. On open, a torn tail of the active segment (a crash in
 //!   the middle of a group commit) is cut off; corruption anywhere else is reported as
@@ -58,7 +59,7 @@
 //! # Modules
 //! - `format`: file names, segment header, record frames, the frame reader.
 //! - `segment`: one segment file, its durable extent and sparse index.
-//! - `writer`: the writer thread and its group commit.
+//! - `writer`: the writer thread, the sync threads and the group commit.
 //! - `retention`: deleting old segments.
 //! - `log`: opening, recovery and the public handle.
 
