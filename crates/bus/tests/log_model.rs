@@ -42,10 +42,33 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn options() -> Options {
+/// Small segments, a dense index and small commits, so that rolls, index lookups and
+/// multi-round batches all happen within a few operations.
+#[derive(Debug, Clone)]
+struct Knobs {
+    segment_bytes: u64,
+    index_interval_bytes: u64,
+    commit_bytes: usize,
+    syncs_in_flight: usize,
+}
+
+fn knobs() -> impl Strategy<Value = Knobs> {
+    (32u64..2048, 1u64..600, 1usize..2048, 1usize..=4).prop_map(
+        |(segment_bytes, index_interval_bytes, commit_bytes, syncs_in_flight)| Knobs {
+            segment_bytes,
+            index_interval_bytes,
+            commit_bytes,
+            syncs_in_flight,
+        },
+    )
+}
+
+fn options(k: &Knobs) -> Options {
     let mut o = Options::default();
-    o.segment_bytes = 512;
-    o.index_interval_bytes = 100;
+    o.segment_bytes = k.segment_bytes;
+    o.index_interval_bytes = k.index_interval_bytes;
+    o.commit_bytes = k.commit_bytes;
+    o.syncs_in_flight = k.syncs_in_flight;
     let mut r = Retention::keep_all();
     r.max_bytes = Some(0);
     o.retention = r;
@@ -68,10 +91,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_log_behaves_like_a_vec(ops in prop::collection::vec(op(), 1..25)) {
+    fn the_log_behaves_like_a_vec(knobs in knobs(), ops in prop::collection::vec(op(), 1..25)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut log = Some(LocalLog::open(dir.path(), options()).unwrap());
+        let mut log = Some(LocalLog::open(dir.path(), options(&knobs)).unwrap());
         let mut model = Model { records: Vec::new(), start: 0 };
         for op in ops {
             let current = log.as_ref().unwrap();
@@ -101,7 +124,7 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(log.take());
-                    let reopened = LocalLog::open(dir.path(), options()).unwrap();
+                    let reopened = LocalLog::open(dir.path(), options(&knobs)).unwrap();
                     prop_assert_eq!(reopened.recovery().truncated_bytes, 0);
                     log = Some(reopened);
                 }
@@ -115,7 +138,7 @@ proptest! {
                     drop(file);
                     let (complete, boundary) = frames_within(&model.records[base as usize..], new_len);
                     model.records.truncate(base as usize + complete);
-                    let reopened = LocalLog::open(dir.path(), options()).unwrap();
+                    let reopened = LocalLog::open(dir.path(), options(&knobs)).unwrap();
                     prop_assert_eq!(reopened.recovery().truncated_bytes, new_len - boundary);
                     log = Some(reopened);
                 }
