@@ -301,3 +301,57 @@ fn open_creates_missing_directories_and_starts_empty() {
     assert_eq!(log.read_from(0, ReadLimits::default()).unwrap(), vec![]);
     assert_eq!(segments(&dir).len(), 1);
 }
+
+#[test]
+fn a_missing_middle_segment_is_reported_not_bridged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(dir.path(), small_segments(300)).unwrap();
+    let written = fill(&log, 60);
+    drop(log);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 4);
+    fs::remove_file(&segs[1].1).unwrap();
+    let log = LocalLog::open(dir.path(), small_segments(300)).unwrap();
+    // The segment before the hole now claims records it does not hold.
+    let err = log.read_from(0, ReadLimits::default()).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(log.verify().unwrap_err().is_corruption());
+    // Everything after the hole is intact.
+    let (base, _) = segs[2];
+    let tail = log.read_from(base, ReadLimits::records(1000)).unwrap();
+    assert_eq!(tail[0].payload, written[base as usize]);
+}
+
+#[test]
+fn invalid_options_are_refused_by_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = small_segments(300);
+    options.syncs_in_flight = 0;
+    let err = LocalLog::open(dir.path(), options).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOptions {
+                field: "syncs_in_flight",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn stats_match_the_files_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(dir.path(), small_segments(300)).unwrap();
+    fill(&log, 45);
+    let stats = log.stats();
+    let on_disk: u64 = segments(dir.path())
+        .iter()
+        .map(|(_, p)| fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(stats.bytes, on_disk);
+    assert_eq!(stats.segments, segments(dir.path()).len());
+    assert_eq!((stats.start_offset, stats.durable_end), (0, 45));
+    assert!(stats.commits >= 1);
+}
