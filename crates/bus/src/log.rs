@@ -507,7 +507,8 @@ impl LocalLog {
     }
 }
 
-/// A forward cursor over a [`LocalLog`], made by [`LocalLog::reader`].
+/// A forward cursor over a [`LocalLog`], made by [`LocalLog::reader`]. It holds a handle
+/// to the log, which stays open while a reader exists.
 #[derive(Debug, Clone)]
 pub struct Reader {
     log: LocalLog,
