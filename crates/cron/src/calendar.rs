@@ -28,13 +28,21 @@ const YEAR_WORDS: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct YearSet(pub(crate) [u64; YEAR_WORDS]);
 
+/// The leap years among 1970–2199.
+const LEAP_YEARS: YearSet = YearSet::build(true);
+
 impl YearSet {
-    pub(crate) const fn all() -> YearSet {
+    /// Every year 1970–2199.
+    pub(crate) const ALL: YearSet = YearSet::build(false);
+
+    const fn build(leap_only: bool) -> YearSet {
         let mut words = [0_u64; YEAR_WORDS];
         let mut y = MIN_YEAR;
         while y <= MAX_YEAR {
-            let i = (y - MIN_YEAR) as usize;
-            words[i / 64] |= 1 << (i % 64);
+            if !leap_only || crate::civil::is_leap(y) {
+                let i = (y - MIN_YEAR) as usize;
+                words[i / 64] |= 1 << (i % 64);
+            }
             y += 1;
         }
         YearSet(words)
@@ -124,27 +132,80 @@ pub(crate) struct DaySpec {
     pub(crate) dow_star: bool,
 }
 
+/// Days 1, 8, 15, 22, 29 (and 36, masked off later): one weekday's occurrences when it
+/// falls on the 1st; shift left by k for a weekday first falling on day 1 + k.
+const WEEKLY: u64 = 1 << 1 | 1 << 8 | 1 << 15 | 1 << 22 | 1 << 29 | 1 << 36;
+
 impl DaySpec {
-    /// Allowed days (bits 1–31) of a month with `len` days whose first day is weekday `w1`.
-    fn mask(&self, len: u8, w1: u8) -> u64 {
-        let valid = ((1_u64 << (len + 1)) - 1) & !1;
-        let mut dom = self.dom;
+    /// Allowed days by `[len - 28][weekday of the 1st]` for all 28 month shapes.
+    ///
+    /// Built with a handful of shifts per shape (this runs on every parse).
+    fn table(&self) -> [[u32; 7]; 4] {
+        let mut table = [[0_u32; 7]; 4];
+        let quartz_dow = self.dow_last != 0 || self.dow_nth.iter().any(|n| *n != 0);
+        let quartz_dom = self.dom_last_weekday || self.dom_nearest != 0;
+        for w1 in 0..7_u8 {
+            // Plain weekdays: independent of the month length.
+            let mut plain_dow = 0_u64;
+            let mut bits = self.dow;
+            if bits == 0x7f {
+                // Every weekday (the common `*`): every day.
+                plain_dow = !0;
+                bits = 0;
+            }
+            while bits != 0 {
+                let wd = bits.trailing_zeros() as u8;
+                bits &= bits - 1;
+                plain_dow |= WEEKLY << ((wd + 7 - w1) % 7);
+            }
+            for (i, row) in table.iter_mut().enumerate() {
+                let len = 28 + i as u8;
+                let valid = ((1_u64 << (len + 1)) - 1) & !1;
+                let mut dow = plain_dow;
+                if quartz_dow {
+                    dow |= self.quartz_dow(len, w1);
+                }
+                let mut dom = self.dom | self.last_days(len);
+                if quartz_dom {
+                    dom |= self.quartz_dom(len, w1);
+                }
+                let days = if self.dom_star || self.dow_star {
+                    dom & dow
+                } else {
+                    dom | dow
+                };
+                // Bits 1–31 only.
+                row[w1 as usize] = (days & valid) as u32;
+            }
+        }
+        table
+    }
+
+    /// `L` and `L-n` days of a month with `len` days.
+    fn last_days(&self, len: u8) -> u64 {
+        let mut out = 0;
         let mut n = self.dom_last;
         while n != 0 {
             let off = n.trailing_zeros() as u8;
             n &= n - 1;
             if off < len {
-                dom |= 1 << (len - off);
+                out |= 1 << (len - off);
             }
         }
+        out
+    }
+
+    /// `LW` and `nW` days.
+    fn quartz_dom(&self, len: u8, w1: u8) -> u64 {
         let weekday_of = |d: u8| (w1 + (d - 1) % 7) % 7;
+        let mut out = 0;
         if self.dom_last_weekday {
             let d = match weekday_of(len) {
                 6 => len - 1,
                 0 => len - 2,
                 _ => len,
             };
-            dom |= 1 << d;
+            out |= 1 << d;
         }
         let mut n = self.dom_nearest;
         while n != 0 {
@@ -160,28 +221,33 @@ impl DaySpec {
                 0 => d + 1,
                 _ => d,
             };
-            dom |= 1 << target;
+            out |= 1 << target;
         }
-        let mut dow = 0_u64;
-        for d in 1..=len {
-            let wd = weekday_of(d);
-            if self.dow & (1 << wd) != 0 {
-                dow |= 1 << d;
+        out
+    }
+
+    /// `n#k` and `nL` days.
+    fn quartz_dow(&self, len: u8, w1: u8) -> u64 {
+        let mut out = 0;
+        for wd in 0..7_u8 {
+            // Day of the month (0-based) on which weekday `wd` first falls.
+            let first = (wd + 7 - w1) % 7;
+            let nth = self.dow_nth[wd as usize];
+            for k in 1..=5_u8 {
+                if nth & (1 << k) != 0 {
+                    out |= 1 << (first + 1 + 7 * (k - 1));
+                }
             }
-            let nth = (d - 1) / 7 + 1;
-            if self.dow_nth[wd as usize] & (1 << nth) != 0 {
-                dow |= 1 << d;
-            }
-            if d + 7 > len && self.dow_last & (1 << wd) != 0 {
-                dow |= 1 << d;
+            if self.dow_last & (1 << wd) != 0 {
+                out |= 1 << (first + 1 + 7 * ((len - 1 - first) / 7));
             }
         }
-        let days = if self.dom_star || self.dow_star {
-            dom & dow
-        } else {
-            dom | dow
-        };
-        days & valid
+        out
+    }
+
+    #[cfg(test)]
+    fn mask(&self, len: u8, w1: u8) -> u64 {
+        u64::from(self.table()[(len - 28) as usize][w1 as usize])
     }
 }
 
@@ -234,13 +300,7 @@ impl Calendar {
         years: YearSet,
         fixed_time: bool,
     ) -> Calendar {
-        let mut table = [[0_u32; 7]; 4];
-        for (i, row) in table.iter_mut().enumerate() {
-            for (w1, cell) in row.iter_mut().enumerate() {
-                // Masks only use bits 1–31.
-                *cell = days.mask(28 + i as u8, w1 as u8) as u32;
-            }
-        }
+        let table = days.table();
         let mut cal = Calendar {
             seconds,
             minutes,
@@ -262,8 +322,10 @@ impl Calendar {
         if self.seconds == 0 || self.minutes == 0 || self.hours == 0 || self.months == 0 {
             return false;
         }
-        let any_leap = self.years.iter().any(crate::civil::is_leap);
-        let any_common = self.years.iter().any(|y| !crate::civil::is_leap(y));
+        let leap = LEAP_YEARS.0;
+        let all = YearSet::ALL.0;
+        let any_leap = (0..YEAR_WORDS).any(|i| self.years.0[i] & leap[i] != 0);
+        let any_common = (0..YEAR_WORDS).any(|i| self.years.0[i] & all[i] & !leap[i] != 0);
         (1..=12_u8)
             .filter(|m| self.months & (1 << m) != 0)
             .any(|m| {
@@ -560,7 +622,7 @@ mod tests {
         assert_eq!(s.prev(2099), Some(2034));
         assert_eq!(s.prev(2032), Some(1970));
         assert_eq!(s.prev(1969), None);
-        let all = YearSet::all();
+        let all = YearSet::ALL;
         assert_eq!(all.iter().count(), 230);
         assert_eq!(all.prev(2199), Some(2199));
         assert_eq!(all.next(2034), Some(2034));

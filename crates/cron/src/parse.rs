@@ -61,12 +61,15 @@ pub(crate) struct Expr {
     pub(crate) zone: Option<(String, TimeZone)>,
 }
 
-const FIELDS_5: [Field; 5] = [
+/// The fields of a 7-field expression; 6 drop the year, 5 also the seconds.
+const FIELDS_7: [Field; 7] = [
+    Field::Second,
     Field::Minute,
     Field::Hour,
     Field::DayOfMonth,
     Field::Month,
     Field::DayOfWeek,
+    Field::Year,
 ];
 
 const MONTHS: [&str; 12] = [
@@ -246,13 +249,10 @@ impl<'a> Parser<'a> {
     }
 
     fn fields(&self, toks: &[(usize, &str)]) -> Result<CalendarExpr, ParseError> {
-        let layout: Vec<Field> = match toks.len() {
-            5 => FIELDS_5.to_vec(),
-            6 => std::iter::once(Field::Second).chain(FIELDS_5).collect(),
-            7 => std::iter::once(Field::Second)
-                .chain(FIELDS_5)
-                .chain(std::iter::once(Field::Year))
-                .collect(),
+        let layout: &[Field] = match toks.len() {
+            5 => &FIELDS_7[1..6],
+            6 => &FIELDS_7[..6],
+            7 => &FIELDS_7,
             n => {
                 let span = match toks.get(7) {
                     Some(&(at, _)) if n > 7 => at..self.input.trim_end().len(),
@@ -268,7 +268,7 @@ impl<'a> Parser<'a> {
         let mut minutes = [0; 4];
         let mut hours = [0; 4];
         let mut months = [0; 4];
-        let mut years = YearSet::all().0;
+        let mut years = YearSet::ALL.0;
         let mut days = DaySpec::default();
         let mut shapes = [FieldShape { star_step: Some(1) }; 7];
         shapes[0].star_step = None;
@@ -379,7 +379,12 @@ impl<'a> Parser<'a> {
     ) -> Result<Option<u32>, ParseError> {
         let (min, max) = field.bounds();
         let base = if field == Field::Year { 1970 } else { 0 };
-        let upper = item.to_ascii_uppercase();
+        // Names and letters are case-insensitive; most items have no lowercase at all.
+        let upper: std::borrow::Cow<'_, str> = if item.bytes().any(|b| b.is_ascii_lowercase()) {
+            item.to_ascii_uppercase().into()
+        } else {
+            item.into()
+        };
         let is_day = matches!(field, Field::DayOfMonth | Field::DayOfWeek);
 
         // Split off a step.
@@ -400,7 +405,7 @@ impl<'a> Parser<'a> {
                 }
                 (h, Some(n))
             }
-            None => (upper.as_str(), None),
+            None => (&*upper, None),
         };
         let head_span = span.start..span.start + head.len();
         // Star-like `*`/`?` items cover the field's full range (day-of-week: 0–6).

@@ -41,6 +41,17 @@ fn wall(ts: Timestamp, offset: Offset) -> Civil {
     Civil::from_unix(floor_seconds(ts).0 + i64::from(offset.seconds()))
 }
 
+/// The zone's offset if it never changes, found without building an error value for
+/// the (common) zones that do change (`to_fixed_offset` allocates its error).
+fn fixed_offset(tz: &TimeZone) -> Option<Offset> {
+    match tz.iana_name() {
+        Some("UTC" | "Etc/UTC" | "Etc/UCT" | "Etc/Universal" | "Etc/Zulu") => Some(Offset::UTC),
+        // Named zones take the general path; it is correct for fixed ones too.
+        Some(_) => None,
+        None => tz.to_fixed_offset().ok(),
+    }
+}
+
 /// The first transition strictly after `ts`.
 fn transition_after(tz: &TimeZone, ts: Timestamp) -> Option<Timestamp> {
     tz.following(ts).next().map(|tr| tr.timestamp())
@@ -49,14 +60,15 @@ fn transition_after(tz: &TimeZone, ts: Timestamp) -> Option<Timestamp> {
 /// The first fire strictly after `t`.
 pub(crate) fn next_after(cal: &Calendar, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
     let (secs, _) = floor_seconds(t);
-    if let Ok(off) = tz.to_fixed_offset() {
+    if let Some(off) = fixed_offset(tz) {
         let o = i64::from(off.seconds());
         let c = cal.next_civil(Civil::from_unix(secs + o + 1))?;
         return Timestamp::from_second(c.to_unix() - o).ok();
     }
     let off_t = tz.to_offset(t);
-    let wall_t = Civil::from_unix(secs + i64::from(off_t.seconds()));
-    let mut start = wall_t.add_seconds(1);
+    let wall_secs = secs + i64::from(off_t.seconds());
+    let wall_t = Civil::from_unix(wall_secs);
+    let mut start = Civil::from_unix(wall_secs + 1);
     if let AmbiguousOffset::Fold { before, after } =
         tz.to_ambiguous_timestamp(wall_t.to_jiff()?).offset()
         && before == off_t
@@ -116,7 +128,7 @@ pub(crate) fn prev_before(cal: &Calendar, t: Timestamp, tz: &TimeZone) -> Option
     let (secs, frac) = floor_seconds(t);
     // The last whole second strictly before `t`.
     let last = if frac { secs } else { secs - 1 };
-    if let Ok(off) = tz.to_fixed_offset() {
+    if let Some(off) = fixed_offset(tz) {
         let o = i64::from(off.seconds());
         let c = cal.prev_civil(Civil::from_unix(last + o))?;
         return Timestamp::from_second(c.to_unix() - o).ok();
