@@ -1,0 +1,949 @@
+//! The timing wheel itself.
+//!
+//! # Layout
+//!
+//! Time is split into levels of 64 slots. A slot of level `k` spans `64^k` ticks, so a
+//! ring of level `k` spans `64^(k+1)` ticks and six levels span `2^36` ticks. All
+//! timers live in one slab (`entries`); every slot is an intrusive doubly-linked list
+//! threaded through the slab by `u32` indices, with its head and length kept in
+//! `heads`/`counts`. A `u64` bitmap per ring says which slots are non-empty, so the next
+//! occupied slot is one `trailing_zeros` away.
+//!
+//! # Ground rules
+//!
+//! Let `e` be `elapsed` (the last tick processed) and, for a level `k >= 1`, let
+//! `B_k = (e / 64^k + 1) * 64^k` be the start of the next level-`k` window.
+//!
+//! 1. A timer with deadline `d <= e` is in the *due* list.
+//! 2. Otherwise let `k` be the level of the highest bit in which `d` and `e` differ.
+//!    If `k >= 1` and `d` lies in `[B_k, B_k + 64^k)` (the *next* slot of level `k`),
+//!    the timer is either still in that live slot (waiting to be pre-cascaded) or
+//!    already in `staging[k]`, a set of rings for levels `0..k` laid out as if the
+//!    current time were `B_k`. Every other timer with `k < 6` is in the live ring of
+//!    level `k`, slot `(d >> 6k) & 63`. Beyond the live rings (`k >= 6`) the rules are
+//!    the same with one list instead of a ring: the next 2^36-tick window is staged,
+//!    and farther timers wait in the overflow lists.
+//! 3. Consequently a live level-0 slot holds only timers whose deadline is exactly the
+//!    tick that slot stands for, which is what makes expiry exact.
+//! 4. *Pre-cascading* (the "drain" of level `k`) moves the timers of the next slot of
+//!    level `k` into `staging[k]` a chunk at a time while the current level-`k` window
+//!    runs. When time reaches `B_k` the drain is complete, every live ring below `k` is
+//!    empty (all their timers had deadlines before `B_k` and fired), and the staged
+//!    rings simply *become* the live rings: the swap exchanges ring numbers in
+//!    `live`/`staging`, and entries, which store a list number, never move.
+//!
+//! # Work per tick
+//!
+//! A drain that is due at tick `t` moves `max(DRAIN_CHUNK, ceil(rem / left))` timers,
+//! where `rem` is what is left to move and `left` the ticks until its window starts,
+//! and schedules its next chunk so that the average rate keeps up. Hence one tick does
+//! at most `6 * DRAIN_CHUNK` relinks plus, per level, the *average* per-tick expiry
+//! rate of the window being prepared, on top of firing the timers due in that tick.
+//! There is no cascade burst at window boundaries: the boundary itself is O(levels).
+
+use std::fmt;
+use std::num::NonZeroU16;
+
+/// Bits of the tick consumed by one level.
+const LEVEL_BITS: u32 = 6;
+/// Slots per ring. Must be `1 << LEVEL_BITS` and equal the bitmap width.
+const SLOTS: usize = 64;
+/// Number of ring levels. Six levels span `2^36` ticks: 2.18 years at 1 ms per tick,
+/// comfortably above the two years the scheduler needs.
+const LEVELS: usize = 6;
+/// Ticks spanned by the ring levels.
+const RANGE_BITS: u32 = LEVEL_BITS * LEVELS as u32;
+
+/// The number of ticks the rings cover (`2^36`); deadlines farther than this from the
+/// current window go to the overflow list.
+pub const RANGE_TICKS: u64 = 1 << RANGE_BITS;
+
+/// The largest tick the wheel represents (`2^62 - 1`, about 146 million years at 1 ms).
+/// Larger deadlines and times are clamped to it, which keeps all window arithmetic
+/// free of overflow.
+pub const MAX_TICK: u64 = (1 << 62) - 1;
+
+/// Minimum number of timers a pre-cascade step moves (see the module docs).
+const DRAIN_CHUNK: u64 = 64;
+
+/// Physical rings: six live ones, and `k` staging rings for each level `k` in `1..=6`.
+const RINGS: usize = LEVELS + LEVELS * (LEVELS + 1) / 2;
+/// Lists that belong to ring slots.
+const RING_LISTS: usize = RINGS * SLOTS;
+/// The list of timers whose deadline has already passed.
+const LIST_DUE: usize = RING_LISTS;
+/// The two overflow lists (which one is "pending" and which "kept" alternates).
+const LIST_OVF_A: usize = RING_LISTS + 1;
+const LIST_OVF_B: usize = RING_LISTS + 2;
+const NUM_LISTS: usize = RING_LISTS + 3;
+
+/// The "no entry" link.
+const NIL: u32 = u32::MAX;
+/// Drain idle marker.
+const NEVER: u64 = u64::MAX;
+
+/// A handle to a timer in a [`Wheel`].
+///
+/// A key stays valid until its timer fires or is cancelled; afterwards every operation
+/// with it reports the timer as unknown, even if its slot has been reused (the key
+/// carries the slot's generation, which wraps only after 2^32 reuses of one slot).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerKey {
+    index: u32,
+    generation: u32,
+}
+
+impl TimerKey {
+    /// The key as one `u64` (for logging or for storing keys compactly).
+    #[must_use]
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The inverse of [`TimerKey::to_bits`].
+    #[must_use]
+    pub fn from_bits(bits: u64) -> Self {
+        Self {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        }
+    }
+}
+
+impl fmt::Debug for TimerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TimerKey({}v{})", self.index, self.generation)
+    }
+}
+
+/// The error of [`Wheel::reset`]: the key names no pending timer (it fired, was
+/// cancelled, or belongs to another wheel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownTimer(pub TimerKey);
+
+impl fmt::Display for UnknownTimer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timer {:?} is not pending (it fired or was cancelled)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownTimer {}
+
+/// A pending timer.
+struct Node<T> {
+    deadline: u64,
+    prev: u32,
+    next: u32,
+    generation: u32,
+    /// The list the node is in, plus one (the niche lets `Entry` stay node-sized).
+    list: NonZeroU16,
+    value: T,
+}
+
+/// A slab slot.
+enum Entry<T> {
+    Occupied(Node<T>),
+    Vacant { next_free: u32, generation: u32 },
+}
+
+/// A hierarchical timing wheel of timers carrying a `T`.
+///
+/// See the [crate docs](crate) for the guarantees and the module source for the
+/// invariants. Memory: one slab entry per timer (32 bytes for an 8-byte payload,
+/// 24 bytes for a zero-sized one) plus a fixed ~14 KiB of list heads.
+///
+/// # Work per tick
+///
+/// Coarse slots are *pre-cascaded*: while a level-`k` window runs, the timers of the
+/// next level-`k` slot are moved into a staged copy of the lower rings, in chunks of
+/// at least 64 and at the rate needed to finish before that window starts; at the
+/// boundary the staged rings are swapped in by exchanging ring numbers (O(1)). So a
+/// tick does at most `6 × 64` relinks plus, per level, the average per-tick expiry
+/// rate of the window being prepared, besides handing out the timers due in it.
+pub struct Wheel<T> {
+    entries: Vec<Entry<T>>,
+    free_head: u32,
+    len: usize,
+    /// The last tick processed.
+    elapsed: u64,
+    /// Cached lower bound (> `elapsed`) of the next tick at which `advance_to` has work.
+    next_event: u64,
+    heads: Vec<u32>,
+    counts: Vec<u32>,
+    /// Slot occupancy, one bitmap per physical ring.
+    occupied: [u64; RINGS],
+    /// Physical ring of live level `k`.
+    live: [u8; LEVELS],
+    /// `staging[k][j]`: physical ring of level `j` staged for the window at `B_k`.
+    staging: [[u8; LEVELS]; LEVELS + 1],
+    /// Overflow list being examined during the current 2^36 window.
+    ovf_pending: u16,
+    /// Overflow list of timers beyond the next 2^36 window.
+    ovf_kept: u16,
+    /// Next tick at which the drain of level `k` (index `1..=6`) must make progress.
+    drain_at: [u64; LEVELS + 1],
+    /// Lower bound of the deadlines in the kept overflow list (`NEVER` if none), so
+    /// that idle 2^36-tick windows are skipped rather than visited.
+    kept_min: u64,
+}
+
+impl<T> fmt::Debug for Wheel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wheel")
+            .field("now", &self.elapsed)
+            .field("len", &self.len)
+            .field("next_wakeup", &self.next_wakeup())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Default for Wheel<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Start of the level-`level` window after the one containing `t`.
+fn next_boundary(t: u64, level: usize) -> u64 {
+    let shift = LEVEL_BITS * level as u32;
+    ((t >> shift) + 1) << shift
+}
+
+/// The slot index of `t` at `level`.
+fn slot_of(t: u64, level: usize) -> usize {
+    ((t >> (LEVEL_BITS * level as u32)) as usize) & (SLOTS - 1)
+}
+
+/// The level whose slots distinguish `a` from `b` (`a != b`).
+fn level_of_diff(a: u64, b: u64) -> usize {
+    let x = a ^ b;
+    if x == 0 {
+        0
+    } else {
+        ((63 - x.leading_zeros()) / LEVEL_BITS) as usize
+    }
+}
+
+/// Bits of the slots strictly after `slot`.
+fn after(slot: usize) -> u64 {
+    if slot >= SLOTS - 1 {
+        0
+    } else {
+        !0u64 << (slot + 1)
+    }
+}
+
+fn ring_list(ring: u8, slot: usize) -> usize {
+    ring as usize * SLOTS + slot
+}
+
+impl<T> Wheel<T> {
+    /// An empty wheel whose current tick is 0.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_start(0)
+    }
+
+    /// An empty wheel whose current tick is `now` (clamped to [`MAX_TICK`]).
+    #[must_use]
+    pub fn with_start(now: u64) -> Self {
+        let mut staging = [[0u8; LEVELS]; LEVELS + 1];
+        let mut ring = LEVELS as u8;
+        for (k, row) in staging.iter_mut().enumerate().skip(1) {
+            for slot in row.iter_mut().take(k) {
+                *slot = ring;
+                ring += 1;
+            }
+        }
+        debug_assert_eq!(ring as usize, RINGS);
+        Self {
+            entries: Vec::new(),
+            free_head: NIL,
+            len: 0,
+            elapsed: now.min(MAX_TICK),
+            next_event: NEVER,
+            heads: vec![NIL; NUM_LISTS],
+            counts: vec![0; NUM_LISTS],
+            occupied: [0; RINGS],
+            live: [0, 1, 2, 3, 4, 5],
+            staging,
+            ovf_pending: LIST_OVF_A as u16,
+            ovf_kept: LIST_OVF_B as u16,
+            drain_at: [NEVER; LEVELS + 1],
+            kept_min: NEVER,
+        }
+    }
+
+    /// An empty wheel at tick 0 with room for `capacity` timers before it allocates.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut wheel = Self::new();
+        wheel.entries.reserve_exact(capacity);
+        wheel
+    }
+
+    /// Reserves room for `additional` more timers.
+    pub fn reserve(&mut self, additional: usize) {
+        let free = self.entries.len() - self.len;
+        if additional > free {
+            self.entries.reserve(additional - free);
+        }
+    }
+
+    /// The current tick: the latest `now` passed to [`Wheel::advance_to`].
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        self.elapsed
+    }
+
+    /// Number of pending timers.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no timer is pending.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of heap memory the wheel holds (slab capacity plus list heads).
+    #[must_use]
+    pub fn allocated_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry<T>>()
+            + (self.heads.capacity() + self.counts.capacity()) * 4
+    }
+
+    /// Size of one slab entry, i.e. the per-timer cost inside the wheel.
+    #[must_use]
+    pub const fn entry_size() -> usize {
+        std::mem::size_of::<Entry<T>>()
+    }
+
+    /// Adds a timer that fires at tick `deadline` and returns its key.
+    ///
+    /// A deadline at or before [`Wheel::now`] is due immediately: the next
+    /// `advance_to` hands it out. Deadlines are clamped to [`MAX_TICK`].
+    ///
+    /// # Panics
+    ///
+    /// If `u32::MAX - 1` timers are already pending (about 128 GiB of timers), like
+    /// `Vec` does when it cannot grow.
+    pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
+        let deadline = deadline.min(MAX_TICK);
+        let (list, event) = self.place(deadline);
+        let node = |generation| Node {
+            deadline,
+            prev: NIL,
+            next: NIL,
+            generation,
+            list: NonZeroU16::MIN,
+            value,
+        };
+        let (index, generation) = if self.free_head != NIL {
+            let index = self.free_head;
+            let slot = &mut self.entries[index as usize];
+            let generation = match *slot {
+                Entry::Vacant {
+                    next_free,
+                    generation,
+                } => {
+                    self.free_head = next_free;
+                    generation
+                }
+                Entry::Occupied(_) => unreachable!("free list points at an occupied entry"),
+            };
+            *slot = Entry::Occupied(node(generation));
+            (index, generation)
+        } else {
+            let index = u32::try_from(self.entries.len())
+                .ok()
+                .filter(|&i| i != NIL)
+                .expect("timer wheel is full (u32::MAX - 1 pending timers)");
+            self.entries.push(Entry::Occupied(node(0)));
+            (index, 0)
+        };
+        self.link(index, list);
+        self.len += 1;
+        self.next_event = self.next_event.min(event);
+        TimerKey { index, generation }
+    }
+
+    /// Cancels a pending timer and returns its payload; `None` if the key is stale.
+    /// The slot is reused by later inserts.
+    pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
+        self.node(key)?;
+        self.unlink(key.index);
+        self.len -= 1;
+        Some(self.free(key.index))
+    }
+
+    /// Moves a pending timer to a new deadline (clamped to [`MAX_TICK`]), keeping its
+    /// key and payload.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownTimer`] if the key names no pending timer.
+    pub fn reset(&mut self, key: TimerKey, deadline: u64) -> Result<(), UnknownTimer> {
+        self.node(key).ok_or(UnknownTimer(key))?;
+        let deadline = deadline.min(MAX_TICK);
+        self.unlink(key.index);
+        self.node_mut(key.index).deadline = deadline;
+        let (list, event) = self.place(deadline);
+        self.link(key.index, list);
+        self.next_event = self.next_event.min(event);
+        Ok(())
+    }
+
+    /// The payload of a pending timer.
+    #[must_use]
+    pub fn get(&self, key: TimerKey) -> Option<&T> {
+        self.node(key).map(|n| &n.value)
+    }
+
+    /// The payload of a pending timer, mutably.
+    pub fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
+        match self.entries.get_mut(key.index as usize) {
+            Some(Entry::Occupied(n)) if n.generation == key.generation => Some(&mut n.value),
+            _ => None,
+        }
+    }
+
+    /// The deadline of a pending timer (after clamping).
+    #[must_use]
+    pub fn deadline(&self, key: TimerKey) -> Option<u64> {
+        self.node(key).map(|n| n.deadline)
+    }
+
+    /// The earliest deadline of all pending timers, exactly.
+    ///
+    /// Cost: a look at each ring's first occupied slot, scanning the few slots whose
+    /// range could hold the minimum (O(timers in those slots)). A driver that only
+    /// needs to know when to call [`Wheel::advance_to`] should use the O(1)
+    /// [`Wheel::next_wakeup`].
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let due = self.list_min(LIST_DUE);
+        if due.is_some() {
+            return due;
+        }
+        // (lower bound of the list's deadlines, list)
+        let mut candidates: Vec<(u64, usize)> = Vec::with_capacity(RINGS + 2);
+        let e = self.elapsed;
+        for k in 0..LEVELS {
+            let ring = self.live[k];
+            let bits = self.occupied[ring as usize];
+            if bits != 0 {
+                let slot = bits.trailing_zeros() as usize;
+                let shift = LEVEL_BITS * k as u32;
+                let base = (e >> (shift + LEVEL_BITS)) << (shift + LEVEL_BITS);
+                candidates.push((base + ((slot as u64) << shift), ring_list(ring, slot)));
+            }
+        }
+        for k in 1..=LEVELS {
+            let base = next_boundary(e, k);
+            for j in 0..k {
+                let ring = self.staging[k][j];
+                let bits = self.occupied[ring as usize];
+                if bits != 0 {
+                    let slot = bits.trailing_zeros() as usize;
+                    let bound = base + ((slot as u64) << (LEVEL_BITS * j as u32));
+                    candidates.push((bound, ring_list(ring, slot)));
+                }
+            }
+        }
+        let b6 = next_boundary(e, LEVELS);
+        candidates.push((b6, self.ovf_pending as usize));
+        candidates.push((b6 + RANGE_TICKS, self.ovf_kept as usize));
+        candidates.sort_unstable();
+        let mut best: Option<u64> = None;
+        for (bound, list) in candidates {
+            if best.is_some_and(|b| b <= bound) {
+                break;
+            }
+            if let Some(m) = self.list_min(list) {
+                best = Some(best.map_or(m, |b| b.min(m)));
+            }
+        }
+        best
+    }
+
+    /// The next tick at which [`Wheel::advance_to`] has something to do (fire timers
+    /// or pre-cascade), or `None` if nothing is pending. O(1).
+    ///
+    /// Never later than the earliest deadline; it may be earlier (cascade work, or
+    /// a timer cancelled since), in which case advancing to it just fires nothing.
+    /// Returns [`Wheel::now`] while timers are due.
+    #[must_use]
+    pub fn next_wakeup(&self) -> Option<u64> {
+        if self.heads[LIST_DUE] != NIL {
+            Some(self.elapsed)
+        } else if self.len == 0 || self.next_event == NEVER {
+            None
+        } else {
+            Some(self.next_event)
+        }
+    }
+
+    /// Advances the wheel to tick `now` (clamped to [`MAX_TICK`]; time never goes
+    /// back) and hands every timer with a deadline `<= now` to `out`, in
+    /// non-decreasing deadline order, as `(key, payload)`.
+    ///
+    /// Idle time is skipped in O(1): the cost is proportional to the timers fired and
+    /// to the ticks at which there is work (see [`Wheel`]), not to `now - self.now()`.
+    pub fn advance_to<E>(&mut self, now: u64, out: &mut E)
+    where
+        E: Extend<(TimerKey, T)>,
+    {
+        let now = now.min(MAX_TICK);
+        if self.heads[LIST_DUE] != NIL {
+            self.emit(LIST_DUE, out);
+        }
+        while self.next_event <= now {
+            let t = self.next_event;
+            self.process(t, out);
+            self.next_event = self.compute_next_event();
+        }
+        if now > self.elapsed {
+            self.elapsed = now;
+        }
+    }
+
+    // ----- internals -------------------------------------------------------------
+
+    fn node(&self, key: TimerKey) -> Option<&Node<T>> {
+        match self.entries.get(key.index as usize) {
+            Some(Entry::Occupied(n)) if n.generation == key.generation => Some(n),
+            _ => None,
+        }
+    }
+
+    fn node_mut(&mut self, index: u32) -> &mut Node<T> {
+        match &mut self.entries[index as usize] {
+            Entry::Occupied(n) => n,
+            Entry::Vacant { .. } => unreachable!("linked entry {index} is vacant"),
+        }
+    }
+
+    fn node_ref(&self, index: u32) -> &Node<T> {
+        match &self.entries[index as usize] {
+            Entry::Occupied(n) => n,
+            Entry::Vacant { .. } => unreachable!("linked entry {index} is vacant"),
+        }
+    }
+
+    /// Where a timer with `deadline` belongs now, and the tick at which that list
+    /// next needs attention.
+    fn place(&self, deadline: u64) -> (usize, u64) {
+        let e = self.elapsed;
+        if deadline <= e {
+            return (LIST_DUE, NEVER);
+        }
+        let k = level_of_diff(deadline, e);
+        if k >= LEVELS {
+            let b6 = next_boundary(e, LEVELS);
+            if deadline < b6 + RANGE_TICKS {
+                (self.staged_list(LEVELS, b6, deadline), b6)
+            } else {
+                let theirs = (deadline >> RANGE_BITS).saturating_sub(1) << RANGE_BITS;
+                (self.ovf_kept as usize, b6.max(theirs))
+            }
+        } else {
+            let shift = LEVEL_BITS * k as u32;
+            let ds = slot_of(deadline, k);
+            let es = slot_of(e, k);
+            if k == 0 {
+                (ring_list(self.live[0], ds), deadline)
+            } else if ds == es + 1 {
+                let bk = next_boundary(e, k);
+                (self.staged_list(k, bk, deadline), bk)
+            } else {
+                // The slot becomes "next" (and starts draining) one window earlier.
+                let base = (e >> (shift + LEVEL_BITS)) << (shift + LEVEL_BITS);
+                (
+                    ring_list(self.live[k], ds),
+                    base + (((ds - 1) as u64) << shift),
+                )
+            }
+        }
+    }
+
+    /// The staged list for `deadline` in the staging rings of level `k`, laid out as if
+    /// the time were `base` (`deadline` in `[base, base + 64^k)`).
+    fn staged_list(&self, k: usize, base: u64, deadline: u64) -> usize {
+        debug_assert!(deadline >= base && deadline - base < 1u64 << (LEVEL_BITS * k as u32));
+        let j = level_of_diff(deadline, base);
+        ring_list(self.staging[k][j], slot_of(deadline, j))
+    }
+
+    fn link(&mut self, index: u32, list: usize) {
+        let head = self.heads[list];
+        let tag = NonZeroU16::new(list as u16 + 1).unwrap_or(NonZeroU16::MIN);
+        let node = self.node_mut(index);
+        node.prev = NIL;
+        node.next = head;
+        node.list = tag;
+        if head != NIL {
+            self.node_mut(head).prev = index;
+        }
+        self.heads[list] = index;
+        self.counts[list] += 1;
+        if list < RING_LISTS {
+            self.occupied[list / SLOTS] |= 1 << (list % SLOTS);
+        } else if list == self.ovf_kept as usize {
+            let deadline = self.node_ref(index).deadline;
+            self.kept_min = self.kept_min.min(deadline);
+        }
+    }
+
+    fn unlink(&mut self, index: u32) {
+        let node = self.node_ref(index);
+        let (prev, next, list) = (node.prev, node.next, node.list.get() as usize - 1);
+        if prev != NIL {
+            self.node_mut(prev).next = next;
+        } else {
+            self.heads[list] = next;
+        }
+        if next != NIL {
+            self.node_mut(next).prev = prev;
+        }
+        self.counts[list] -= 1;
+        if self.counts[list] == 0 && list < RING_LISTS {
+            self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
+        }
+    }
+
+    /// Turns an unlinked entry vacant and returns its payload.
+    fn free(&mut self, index: u32) -> T {
+        let vacant = Entry::Vacant {
+            next_free: self.free_head,
+            generation: 0,
+        };
+        match std::mem::replace(&mut self.entries[index as usize], vacant) {
+            Entry::Occupied(node) => {
+                self.entries[index as usize] = Entry::Vacant {
+                    next_free: self.free_head,
+                    generation: node.generation.wrapping_add(1),
+                };
+                self.free_head = index;
+                node.value
+            }
+            Entry::Vacant { .. } => unreachable!("freeing vacant entry {index}"),
+        }
+    }
+
+    /// Hands out and frees every timer of `list`.
+    fn emit<E: Extend<(TimerKey, T)>>(&mut self, list: usize, out: &mut E) {
+        let head = std::mem::replace(&mut self.heads[list], NIL);
+        let n = std::mem::replace(&mut self.counts[list], 0) as usize;
+        if list < RING_LISTS {
+            self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
+        }
+        self.len -= n;
+        if list == LIST_DUE && n > 1 {
+            // Due timers may have any past deadline: keep the promised order.
+            let mut batch: Vec<(u64, TimerKey, T)> = Vec::with_capacity(n);
+            let mut cur = head;
+            while cur != NIL {
+                let (next, deadline, generation) = {
+                    let node = self.node_ref(cur);
+                    (node.next, node.deadline, node.generation)
+                };
+                let key = TimerKey {
+                    index: cur,
+                    generation,
+                };
+                let value = self.free(cur);
+                batch.push((deadline, key, value));
+                cur = next;
+            }
+            batch.sort_by_key(|&(d, k, _)| (d, k));
+            out.extend(batch.into_iter().map(|(_, k, v)| (k, v)));
+            return;
+        }
+        out.extend(Drain {
+            entries: &mut self.entries,
+            free_head: &mut self.free_head,
+            cur: head,
+        });
+    }
+
+    /// Minimum deadline in a list (O(length)).
+    fn list_min(&self, list: usize) -> Option<u64> {
+        let mut cur = self.heads[list];
+        let mut best = None;
+        while cur != NIL {
+            let node = self.node_ref(cur);
+            best = Some(best.map_or(node.deadline, |b: u64| b.min(node.deadline)));
+            cur = node.next;
+        }
+        best
+    }
+
+    /// The list drained into the staging rings of `level` while the current time is
+    /// `t`, or `None` if there is none (the next slot belongs to a higher level).
+    fn drain_source(&self, level: usize, t: u64) -> Option<usize> {
+        if level == LEVELS {
+            return Some(self.ovf_pending as usize);
+        }
+        let s = slot_of(t, level);
+        (s + 1 < SLOTS).then(|| ring_list(self.live[level], s + 1))
+    }
+
+    /// Moves up to `max` timers from `src` into the staging rings of `level`, laid
+    /// out for the window starting at `base` (overflow timers beyond that window go
+    /// back to the kept overflow list).
+    fn drain(&mut self, level: usize, src: usize, base: u64, max: u64) {
+        let mut moved = 0;
+        while moved < max {
+            let index = self.heads[src];
+            if index == NIL {
+                break;
+            }
+            let deadline = self.node_ref(index).deadline;
+            self.unlink(index);
+            let dst = if deadline < base + (1u64 << (LEVEL_BITS * level as u32)) {
+                self.staged_list(level, base, deadline)
+            } else {
+                debug_assert_eq!(level, LEVELS);
+                self.ovf_kept as usize
+            };
+            self.link(index, dst);
+            moved += 1;
+        }
+    }
+
+    /// One pre-cascade step of `level` at tick `t` (= `elapsed`).
+    fn drain_step(&mut self, level: usize, t: u64) {
+        let Some(src) = self.drain_source(level, t) else {
+            self.drain_at[level] = NEVER;
+            return;
+        };
+        let rem = u64::from(self.counts[src]);
+        if rem == 0 {
+            self.drain_at[level] = NEVER;
+            return;
+        }
+        let base = next_boundary(t, level);
+        let left = base - t;
+        let chunk = DRAIN_CHUNK.max(rem.div_ceil(left)).min(rem);
+        self.drain(level, src, base, chunk);
+        self.drain_at[level] = if chunk == rem {
+            NEVER
+        } else {
+            let interval = (u128::from(chunk) * u128::from(left) / u128::from(rem)) as u64;
+            t + interval.max(1)
+        };
+    }
+
+    /// Does the work of tick `t` (`t > elapsed`, and nothing is due in between).
+    fn process<E: Extend<(TimerKey, T)>>(&mut self, t: u64, out: &mut E) {
+        let top = ((t.trailing_zeros() / LEVEL_BITS) as usize).min(LEVELS);
+        if top >= 1 {
+            // Finish preparing the window that starts now (normally already done).
+            let src = if top == LEVELS {
+                Some(self.ovf_pending as usize)
+            } else {
+                let s = slot_of(t, top);
+                Some(ring_list(self.live[top], s))
+            };
+            if let Some(src) = src {
+                self.drain(top, src, t, u64::MAX);
+            }
+            for j in 0..top {
+                debug_assert_eq!(self.occupied[self.live[j] as usize], 0);
+                std::mem::swap(&mut self.live[j], &mut self.staging[top][j]);
+            }
+            if top == LEVELS {
+                debug_assert_eq!(self.heads[self.ovf_pending as usize], NIL);
+                std::mem::swap(&mut self.ovf_pending, &mut self.ovf_kept);
+                self.kept_min = NEVER;
+            }
+            for j in 1..=top {
+                self.drain_at[j] = t;
+            }
+        }
+        self.elapsed = t;
+        for level in 1..=LEVELS {
+            if self.drain_at[level] <= t {
+                self.drain_step(level, t);
+            }
+        }
+        let list = ring_list(self.live[0], slot_of(t, 0));
+        if self.heads[list] != NIL {
+            self.emit(list, out);
+        }
+    }
+
+    /// The next tick after `elapsed` with work, from scratch.
+    fn compute_next_event(&self) -> u64 {
+        let e = self.elapsed;
+        let mut best = NEVER;
+        let bits = self.occupied[self.live[0] as usize] & after(slot_of(e, 0));
+        if bits != 0 {
+            best = (e & !(SLOTS as u64 - 1)) + u64::from(bits.trailing_zeros());
+        }
+        for k in 1..LEVELS {
+            if self.staging_occupied(k) {
+                best = best.min(next_boundary(e, k));
+                continue;
+            }
+            let cur = slot_of(e, k);
+            let bits = self.occupied[self.live[k] as usize] & after(cur + 1);
+            if bits != 0 {
+                let shift = LEVEL_BITS * k as u32;
+                let s = u64::from(bits.trailing_zeros());
+                let base = (e >> (shift + LEVEL_BITS)) << (shift + LEVEL_BITS);
+                best = best.min(base + ((s - 1) << shift));
+            }
+        }
+        if self.staging_occupied(LEVELS) {
+            best = best.min(next_boundary(e, LEVELS));
+        } else if self.heads[self.ovf_kept as usize] != NIL {
+            // Kept timers lie at least two windows ahead; they start draining at the
+            // boundary one window before theirs, and nothing happens until then.
+            let theirs = (self.kept_min >> RANGE_BITS).saturating_sub(1) << RANGE_BITS;
+            best = best.min(next_boundary(e, LEVELS).max(theirs));
+        }
+        for &at in &self.drain_at[1..] {
+            best = best.min(at);
+        }
+        best
+    }
+
+    fn staging_occupied(&self, k: usize) -> bool {
+        self.staging[k][..k]
+            .iter()
+            .any(|&ring| self.occupied[ring as usize] != 0)
+    }
+}
+
+/// Hands out the timers of an already detached list, freeing their slots.
+struct Drain<'a, T> {
+    entries: &'a mut Vec<Entry<T>>,
+    free_head: &'a mut u32,
+    cur: u32,
+}
+
+impl<T> Iterator for Drain<'_, T> {
+    type Item = (TimerKey, T);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.cur == NIL {
+            return None;
+        }
+        let index = self.cur;
+        let vacant = Entry::Vacant {
+            next_free: *self.free_head,
+            generation: 0,
+        };
+        match std::mem::replace(&mut self.entries[index as usize], vacant) {
+            Entry::Occupied(node) => {
+                self.entries[index as usize] = Entry::Vacant {
+                    next_free: *self.free_head,
+                    generation: node.generation.wrapping_add(1),
+                };
+                *self.free_head = index;
+                self.cur = node.next;
+                Some((
+                    TimerKey {
+                        index,
+                        generation: node.generation,
+                    },
+                    node.value,
+                ))
+            }
+            Entry::Vacant { .. } => unreachable!("expired list links vacant entry {index}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_sizes_fit_the_memory_budget() {
+        assert_eq!(Wheel::<u64>::entry_size(), 32);
+        assert_eq!(Wheel::<()>::entry_size(), 24);
+        assert_eq!(std::mem::size_of::<TimerKey>(), 8);
+    }
+
+    #[test]
+    fn level_of_diff_table() {
+        assert_eq!(level_of_diff(0, 1), 0);
+        assert_eq!(level_of_diff(0, 63), 0);
+        assert_eq!(level_of_diff(0, 64), 1);
+        assert_eq!(level_of_diff(63, 64), 1);
+        assert_eq!(level_of_diff(0, 4095), 1);
+        assert_eq!(level_of_diff(0, 4096), 2);
+        assert_eq!(level_of_diff(0, RANGE_TICKS - 1), 5);
+        assert_eq!(level_of_diff(0, RANGE_TICKS), 6);
+    }
+
+    #[test]
+    fn ring_numbers_are_a_partition() {
+        let w = Wheel::<()>::new();
+        let mut seen = vec![false; RINGS];
+        for &r in &w.live {
+            seen[r as usize] = true;
+        }
+        for k in 1..=LEVELS {
+            for &r in &w.staging[k][..k] {
+                assert!(!seen[r as usize]);
+                seen[r as usize] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn next_slot_inserts_go_to_staging() {
+        let mut w = Wheel::new();
+        // Level 1 next slot is [64, 128) while time is in [0, 64).
+        let k = w.insert(100, ());
+        let list = w.node(k).map(|n| n.list.get() as usize - 1);
+        assert_eq!(list, Some(ring_list(w.staging[1][0], 100 % 64)));
+        // Level 1 slot 5 is not next: it stays live and wakes the wheel at 256.
+        let k2 = w.insert(5 * 64 + 3, ());
+        let list2 = w.node(k2).map(|n| n.list.get() as usize - 1);
+        assert_eq!(list2, Some(ring_list(w.live[1], 5)));
+        assert_eq!(w.next_wakeup(), Some(64));
+    }
+
+    #[test]
+    fn pre_cascade_is_spread_over_the_window() {
+        // 64 * 1000 timers in level-2 slot 2 ([8192, 12288)); while time runs through
+        // [4096, 8192) they must move to staging in chunks, not at 8192 in one go.
+        let mut w = Wheel::new();
+        for i in 0..64_000u64 {
+            w.insert(8192 + i % 4096, i);
+        }
+        let mut out = Vec::new();
+        w.advance_to(4095, &mut out);
+        let src = ring_list(w.live[2], 2);
+        assert_eq!(w.counts[src], 64_000);
+        let mut max_step = 0;
+        let mut t = 4095;
+        while t < 8191 {
+            let before = w.counts[src];
+            t += 1;
+            w.advance_to(t, &mut out);
+            max_step = max_step.max(before - w.counts[src]);
+        }
+        assert!(out.is_empty());
+        assert_eq!(w.counts[src], 0, "drain finished before the boundary");
+        assert!(
+            max_step <= 64,
+            "largest single-tick pre-cascade was {max_step}"
+        );
+    }
+}
