@@ -297,3 +297,53 @@ proptest! {
         let _ = s.describe(crate::Lang::Zh);
     }
 }
+
+/// The fuzz target's body (crates/cron/fuzz/fuzz_targets/parse_next.rs), run on
+/// cron-flavoured noise so `cargo test` covers it too.
+fn fuzz_body(expr: &str, raw: i64) {
+    let secs = raw.clamp(
+        Timestamp::MIN.as_second() + 1,
+        Timestamp::MAX.as_second() - 1,
+    );
+    let t = Timestamp::from_second(secs).expect("clamped into range");
+    let tz = TimeZone::get(ZONES[(raw as u64 % ZONES.len() as u64) as usize]).expect("zone");
+    match Schedule::parse_with_seed(expr, raw as u64) {
+        Ok(s) => {
+            if let Some(n) = s.next_after(t, &tz) {
+                assert!(n > t);
+            }
+            if let Some(p) = s.prev_before(t, &tz) {
+                assert!(p < t);
+            }
+            let _ = s.iter_after(t, &tz).take(3).count();
+            let norm = s.to_string();
+            let again = Schedule::parse(&norm).expect("the normal form parses");
+            assert_eq!(again.to_string(), norm);
+            let _ = s.describe(crate::Lang::En);
+            let _ = s.describe(crate::Lang::Zh);
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_panics_on_noise(
+        expr in "[0-9LW#?*/,HhA-Z@ \\t()-]{0,40}|(CRON_)?TZ=[A-Za-z/_]{0,20} [0-9*/, LW#-]{0,30}|@every [0-9a-z]{0,12}",
+        raw in any::<i64>(),
+    ) {
+        fuzz_body(&expr, raw);
+    }
+
+    #[test]
+    fn never_panics_on_near_valid(
+        fields in proptest::collection::vec("[0-9]{1,3}(-[0-9]{1,3})?(/[0-9]{1,2})?|\\*(/[0-9]{1,2})?|L(-[0-9]{1,2})?|[0-9]{1,2}[WL]|[0-9]#[0-9]|\\?|H(\\([0-9]{1,2}-[0-9]{1,2}\\))?(/[0-9]{1,2})?|[A-Za-z]{3}(-[A-Za-z]{3})?", 5..=7),
+        raw in any::<i64>(),
+    ) {
+        fuzz_body(&fields.join(" "), raw);
+    }
+}
