@@ -50,6 +50,12 @@
 //!   The request's own events belong to the new `device_id`.
 //! - A request without `timestamp` is dated `now`. Timestamps are epoch milliseconds, or
 //!   seconds when below 10^11 (the bulk SDK accepts both).
+//! - Resends: an SDK resends a request until it gets a success, so the same request may
+//!   arrive twice. Every event of a request with a `timestamp` gets an `event_id` derived
+//!   from the request's content (`cly-<digest>-o` for the launch, `-u` for the usage
+//!   report, `-e<i>` for the i-th custom event without its own `id`), so the native
+//!   de-duplication counts a resent request once — as the Countly server's
+//!   duplicate-request check does.
 //!
 //! Within one request the events come out in this order: the launch, the custom events,
 //! then the usage report, so that a request that both begins and ends a session reads in
@@ -536,7 +542,7 @@ pub fn decode(request: &CountlyRequest<'_>, now: Timestamp, limits: &Limits) -> 
         .filter(|k| !k.is_empty());
     let mut outcome = CountlyOutcome {
         endpoint: request.endpoint,
-        app_key: app_key.map(|k| cut(&k, MAX_ID_BYTES)),
+        app_key: app_key.filter(|k| k.len() <= MAX_ID_BYTES),
         sdk_method: None,
         requests: Vec::new(),
         rejections: Vec::new(),
@@ -811,18 +817,27 @@ fn decode_one(
             .map(|(_, feature)| *feature)
             .collect(),
     };
+    let digest = request_digest(params);
+    let derived_id = |slot: &str| digest.as_ref().map(|d| format!("cly-{d}-{slot}"));
     // Candidates in output order: the launch, the custom events, the usage report.
     let mut candidates: Vec<Candidate> = Vec::new();
     if params.get("begin_session").is_some_and(flag) {
         candidates.push(Candidate {
             kind: EventKind::OpenApp,
             ts: request_ts,
-            event_id: None,
+            event_id: derived_id("o"),
             event_index: None,
         });
     }
     if let Some(value) = params.get("events") {
+        let first = candidates.len();
         custom_events(index, value, request_ts, &mut candidates, ctx.rejections);
+        for candidate in &mut candidates[first..] {
+            if candidate.event_id.is_none() {
+                let slot = format!("e{}", candidate.event_index.unwrap_or_default());
+                candidate.event_id = derived_id(&slot);
+            }
+        }
     }
     let ends_session = params.get("end_session").is_some_and(flag);
     let reported = match params.get("session_duration") {
@@ -852,11 +867,12 @@ fn decode_one(
                 ends_session,
             },
             ts: request_ts,
-            event_id: None,
+            event_id: derived_id("u"),
             event_index: None,
         });
     }
 
+    let mut over_limit = 0_usize;
     for candidate in candidates {
         let Candidate {
             kind,
@@ -864,6 +880,10 @@ fn decode_one(
             event_id,
             event_index,
         } = candidate;
+        if ctx.budget.left == 0 {
+            over_limit += 1;
+            continue;
+        }
         let Some(ts) = judge_time(ts, ctx) else {
             let reason = too_old(ts, ctx.limits);
             ctx.rejections.push(match event_index {
@@ -877,7 +897,27 @@ fn decode_one(
             });
             continue;
         };
-        accept(&mut decoded, kind, ts, event_id, &dims, event_index, ctx);
+        ctx.budget.left -= 1;
+        decoded.events.push(Event {
+            kind,
+            ts_ms: ts.as_millisecond(),
+            device_id: decoded.device_id.clone(),
+            user_id: None,
+            dims: dims.clone(),
+            event_id,
+        });
+    }
+    if over_limit > 0 {
+        ctx.rejections.push(request_fault(
+            index,
+            "events",
+            format!(
+                "{over_limit} event{} over the limit of {} events per HTTP request were dropped",
+                if over_limit == 1 { "" } else { "s" },
+                ctx.budget.max
+            ),
+            true,
+        ));
     }
     Some(decoded)
 }
@@ -960,6 +1000,34 @@ fn custom_events(
     }
 }
 
+/// Parameters that change when an SDK resends the same request (as on the Countly
+/// server, which leaves them out of its duplicate-request hash).
+const VOLATILE_PARAMS: &[&str] = &["rr", "checksum", "checksum256"];
+
+/// A digest of the request's content, the same for a resent request and different for
+/// any other: SHA-256 over its parameters (sorted, without [`VOLATILE_PARAMS`]), first
+/// 96 bits in hex. Only for requests with a `timestamp`: SDKs give every request its own
+/// (the web and Node.js SDKs make them unique per millisecond), while a request without
+/// one is dated by the server and two of them cannot be told apart from a resend.
+fn request_digest(params: &Params) -> Option<String> {
+    params.get("timestamp")?;
+    let mut hasher = Sha256::new();
+    for (name, value) in params {
+        if VOLATILE_PARAMS.contains(&name.as_str()) {
+            continue;
+        }
+        hasher.update(name.as_bytes());
+        hasher.update(b"=");
+        match value {
+            Value::String(s) => hasher.update(s.as_bytes()),
+            other => hasher.update(other.to_string().as_bytes()),
+        }
+        hasher.update(b"\n");
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    Some(digest[..12].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The timestamp after the window check: clamped when too far ahead, `None` when too old.
 fn judge_time(ts: Timestamp, ctx: &mut Context<'_>) -> Option<Timestamp> {
     let age = ctx.now.duration_since(ts);
@@ -978,39 +1046,6 @@ fn too_old(ts: Timestamp, limits: &Limits) -> String {
         "{ts} is older than the accepted window of {} days",
         limits.max_age.as_secs() / 86_400
     )
-}
-
-/// Adds one event if the HTTP request's budget allows, else records the drop.
-fn accept(
-    decoded: &mut DecodedRequest,
-    kind: EventKind,
-    ts: Timestamp,
-    event_id: Option<String>,
-    dims: &Dimensions,
-    event_index: Option<usize>,
-    ctx: &mut Context<'_>,
-) {
-    let index = decoded.index;
-    if ctx.budget.left == 0 {
-        let reason = format!(
-            "over the limit of {} events per HTTP request; dropped",
-            ctx.budget.max
-        );
-        ctx.rejections.push(match event_index {
-            Some(e) => event_fault(index, e, "event", reason, true),
-            None => request_fault(index, kind.type_name(), reason, true),
-        });
-        return;
-    }
-    ctx.budget.left -= 1;
-    decoded.events.push(Event {
-        kind,
-        ts_ms: ts.as_millisecond(),
-        device_id: decoded.device_id.clone(),
-        user_id: None,
-        dims: dims.clone(),
-        event_id,
-    });
 }
 
 type FieldFault = (String, String);

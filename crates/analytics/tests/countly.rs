@@ -175,6 +175,41 @@ fn node_sdk_session_flow_maps_to_launch_usage_and_custom_events() {
 }
 
 #[test]
+fn resent_requests_get_the_same_event_ids() {
+    let id_of = |query: &str| -> Vec<Option<String>> {
+        run(&get(Endpoint::Write, query)).requests[0]
+            .events
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect()
+    };
+    let first = id_of(NODE_BEGIN);
+    let [Some(id)] = first.as_slice() else {
+        panic!("one launch with an id: {first:?}")
+    };
+    assert!(id.starts_with("cly-") && id.ends_with("-o"), "{id}");
+    assert!(id.len() <= MAX_ID_BYTES);
+    // The same request again, also with another `rr` (remaining requests) or checksum.
+    assert_eq!(id_of(NODE_BEGIN), first);
+    assert_eq!(id_of(&format!("{NODE_BEGIN}&rr=3")), first);
+    let no_checksum = NODE_BEGIN.split("&checksum256=").next().expect("has one");
+    assert_eq!(id_of(no_checksum), first);
+    // Another request (another timestamp) is another launch.
+    let later = NODE_BEGIN.replace("timestamp=1795571326939", "timestamp=1795571326940");
+    assert_ne!(id_of(&later), first);
+    // The usage report and custom events without their own id.
+    let extend = id_of(NODE_EXTEND);
+    assert!(extend[0].as_deref().is_some_and(|i| i.ends_with("-u")));
+    let custom = id_of(NODE_EVENTS);
+    assert!(custom[0].as_deref().is_some_and(|i| i.ends_with("-e0")));
+    // Without a timestamp a resend cannot be told from a new request: no id.
+    assert_eq!(
+        id_of("app_key=k&device_id=d&begin_session=1"),
+        [None::<String>]
+    );
+}
+
+#[test]
 fn node_sdk_checksums_verify_against_the_query_as_sent() {
     for query in [
         NODE_BEGIN,
@@ -777,9 +812,37 @@ fn huge_requests_are_capped_at_the_event_limit() {
     );
     let outcome = decode(&get(Endpoint::Write, &query), now(), &limits);
     assert_eq!(outcome.accepted(), 10);
-    assert_eq!(outcome.rejections.len(), 16);
-    assert!(outcome.rejections.iter().all(|r| r.dropped));
-    assert!(outcome.rejections[0].reason.contains("limit of 10 events"));
+    // The launch and the first nine events fit; one rejection counts the rest.
+    assert_eq!(outcome.requests[0].events[0].kind, EventKind::OpenApp);
+    assert_eq!(outcome.rejections.len(), 1);
+    assert!(outcome.rejections[0].dropped);
+    assert_eq!(outcome.rejections[0].field, "events");
+    assert!(
+        outcome.rejections[0]
+            .reason
+            .starts_with("16 events over the limit of 10 events"),
+        "{}",
+        outcome.rejections[0].reason
+    );
+
+    // The limit is per HTTP request: bulk entries share it.
+    let requests: Vec<Value> = (0..3)
+        .map(|i| {
+            let events: Vec<Value> = (0..5).map(|j| json!({"key": format!("e{j}")})).collect();
+            json!({"device_id": format!("d{i}"), "events": events})
+        })
+        .collect();
+    let body = json!({"app_key": "k", "requests": requests}).to_string();
+    let outcome = decode(
+        &post(Endpoint::Bulk, "", body.as_bytes(), JSON_TYPE),
+        now(),
+        &limits,
+    );
+    let per_request: Vec<_> = outcome.requests.iter().map(|r| r.events.len()).collect();
+    assert_eq!(per_request, [5, 5, 0]);
+    assert_eq!(outcome.rejections.len(), 1);
+    assert_eq!(outcome.rejections[0].request, Some(2));
+    assert!(outcome.rejections[0].reason.starts_with("5 events over"));
 
     // A bulk of more requests than the limit: the rest are dropped in one rejection.
     let requests: Vec<Value> = (0..15)
