@@ -60,6 +60,18 @@
 //! Within one request the events come out in this order: the launch, the custom events,
 //! then the usage report, so that a request that both begins and ends a session reads in
 //! the order it happened.
+//!
+//! # How the server uses it
+//!
+//! 1. [`Endpoint::from_path`], then [`decode`] with the request as received.
+//! 2. Look up the app of [`CountlyOutcome::app_key`] (and of each
+//!    [`DecodedRequest::app_key`] when a bulk mixes apps). Unknown → answer
+//!    [`CountlyOutcome::ignored_reply`].
+//! 3. If the app has a salt: [`CountlyRequest::verify_checksum`]; unless
+//!    [`ChecksumVerdict::Valid`], answer `ignored_reply(verdict.reason())`.
+//! 4. Make the events durable, then answer [`CountlyOutcome::reply`] with
+//!    [`REPLY_STATUS`]. Only a failure to make them durable deserves an error status
+//!    (503): then nothing was acknowledged and the SDK's resend is what is wanted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -1281,7 +1293,7 @@ pub fn normalise_platform(os: &str) -> String {
         "macos" | "mac os" | "mac os x" | "macosx" | "os x" | "osx" | "darwin" => "macos",
         "windows" | "windows_nt" | "win32" | "windows nt" => "windows",
         "linux" | "ubuntu" | "debian" => "linux",
-        "chrome os" | "chromeos" | "cros" => "chromeos",
+        "chrome os" | "chromeos" | "chromium os" | "cros" => "chromeos",
         "tvos" | "apple tv" => "tvos",
         "watchos" => "watchos",
         "web" => "web",
