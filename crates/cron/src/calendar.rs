@@ -229,14 +229,23 @@ impl DaySpec {
     /// `n#k` and `nL` days.
     fn quartz_dow(&self, len: u8, w1: u8) -> u64 {
         let mut out = 0;
-        for wd in 0..7_u8 {
+        let mut weekdays = self.dow_last;
+        for (wd, nth) in self.dow_nth.iter().enumerate() {
+            if *nth != 0 {
+                weekdays |= 1 << wd;
+            }
+        }
+        while weekdays != 0 {
+            let wd = weekdays.trailing_zeros() as u8;
+            weekdays &= weekdays - 1;
             // Day of the month (0-based) on which weekday `wd` first falls.
             let first = (wd + 7 - w1) % 7;
-            let nth = self.dow_nth[wd as usize];
-            for k in 1..=5_u8 {
-                if nth & (1 << k) != 0 {
-                    out |= 1 << (first + 1 + 7 * (k - 1));
-                }
+            // Bit k of `nth` becomes day first + 1 + 7 (k - 1), i.e. a shift per week.
+            let mut nth = u64::from(self.dow_nth[wd as usize] >> 1);
+            while nth != 0 {
+                let k = nth.trailing_zeros() as u8;
+                nth &= nth - 1;
+                out |= 1 << (first + 1 + 7 * k);
             }
             if self.dow_last & (1 << wd) != 0 {
                 out |= 1 << (first + 1 + 7 * ((len - 1 - first) / 7));
