@@ -892,7 +892,7 @@ mod tests {
     #[test]
     fn ring_numbers_are_a_partition() {
         let w = Wheel::<()>::new();
-        let mut seen = vec![false; RINGS];
+        let mut seen = [false; RINGS];
         for &r in &w.live {
             seen[r as usize] = true;
         }

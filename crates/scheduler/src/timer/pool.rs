@@ -7,8 +7,8 @@
 //!   can delay other jobs but never the timer.
 //! - Async jobs and blocking jobs have separate *lanes*, each with its own worker limit
 //!   and queue: blocking jobs run on tokio's blocking pool (`spawn_blocking`), async
-//!   jobs as tokio tasks. Each job runs in its own task, so a panicking job is counted
-//!   and its worker carries on.
+//!   jobs inline in a worker task. A panicking job is counted; its worker's guard
+//!   releases the permit and hands the queue to a fresh worker.
 //! - A worker owns a permit of its lane's semaphore while it runs jobs; after its last
 //!   job it releases the permit and then looks at the queue once more, so a job queued
 //!   in between is never stranded.
@@ -136,6 +136,7 @@ pub(crate) struct Task {
 }
 
 impl Task {
+    /// Runs the completion hook (for a dropped task).
     fn done(&mut self) {
         if let Some(f) = self.on_done.take() {
             f();
@@ -254,12 +255,27 @@ impl WorkerPool {
     }
 
     fn spawn_worker(&self, lane_no: usize, permit: OwnedSemaphorePermit, first: Task) {
-        let pool = self.clone();
+        let mut guard = WorkerGuard {
+            pool: self.clone(),
+            lane_no,
+            permit: Some(permit),
+            on_done: None,
+        };
         tokio::spawn(async move {
             let mut task = first;
             loop {
-                pool.run(task).await;
-                let next = pool.shared.lanes[lane_no]
+                guard.on_done = task.on_done.take();
+                guard.pool.run(task.job, task.ctx).await;
+                guard
+                    .pool
+                    .shared
+                    .counters
+                    .completed
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = guard.on_done.take() {
+                    f();
+                }
+                let next = guard.pool.shared.lanes[lane_no]
                     .queue
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -269,27 +285,51 @@ impl WorkerPool {
                     None => break,
                 }
             }
-            drop(permit);
-            pool.kick(lane_no);
+            // Dropping the guard releases the permit and re-checks the queue.
         });
     }
 
-    async fn run(&self, mut task: Task) {
-        let ctx = task.ctx;
-        let result = match &task.job {
-            Job::Async(f) => tokio::spawn(f(ctx)).await,
+    /// Runs one job to completion. An async job runs inline in the worker task (a
+    /// panic unwinds into the [`WorkerGuard`]); a blocking job on the blocking pool.
+    async fn run(&self, job: Job, ctx: FireContext) {
+        match job {
+            Job::Async(f) => f(ctx).await,
             Job::Blocking(f) => {
-                let f = Arc::clone(f);
-                tokio::task::spawn_blocking(move || f(ctx)).await
+                if let Err(err) = tokio::task::spawn_blocking(move || f(ctx)).await {
+                    self.shared
+                        .counters
+                        .panicked
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(timer = ctx.id.0, error = %err, "blocking timer job failed");
+                }
             }
-        };
-        let counters = &self.shared.counters;
-        if let Err(err) = result {
-            counters.panicked.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(timer = ctx.id.0, error = %err, "timer job failed");
         }
-        counters.completed.fetch_add(1, Ordering::Relaxed);
-        task.done();
+    }
+}
+
+/// Owned by a worker task: on exit, normal or by a panicking job, it counts the
+/// panic, runs the pending completion hook, releases the permit and lets another
+/// worker take over the queue.
+struct WorkerGuard {
+    pool: WorkerPool,
+    lane_no: usize,
+    permit: Option<OwnedSemaphorePermit>,
+    on_done: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let counters = &self.pool.shared.counters;
+            counters.panicked.fetch_add(1, Ordering::Relaxed);
+            counters.completed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("async timer job panicked");
+        }
+        if let Some(f) = self.on_done.take() {
+            f();
+        }
+        drop(self.permit.take());
+        self.pool.kick(self.lane_no);
     }
 }
 
@@ -376,18 +416,27 @@ mod tests {
             saturation: SaturationPolicy::QueueUpTo(8),
         });
         let boom = Job::from_blocking(|_| panic!("job panics on purpose"));
+        let async_boom = Job::from_async(|_| async { panic!("async job panics on purpose") });
         let ok = Arc::new(AtomicU64::new(0));
         let o = ok.clone();
         let fine = Job::from_blocking(move |_| {
             o.fetch_add(1, Ordering::SeqCst);
         });
+        let o = ok.clone();
+        let async_fine = Job::from_async(move |_| {
+            o.fetch_add(1, Ordering::SeqCst);
+            async {}
+        });
         pool.dispatch(task(boom));
         pool.dispatch(task(fine.clone()));
         pool.dispatch(task(fine));
-        while pool.metrics().completed < 3 {
+        pool.dispatch(task(async_boom));
+        pool.dispatch(task(async_fine.clone()));
+        pool.dispatch(task(async_fine));
+        while pool.metrics().completed < 6 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        assert_eq!(pool.metrics().panicked, 1);
-        assert_eq!(ok.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.metrics().panicked, 2);
+        assert_eq!(ok.load(Ordering::SeqCst), 4);
     }
 }
