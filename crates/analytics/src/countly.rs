@@ -405,25 +405,17 @@ pub fn verify_checksum(
 
 /// The decoded value of the last `name=value` pair of a form-encoded string.
 fn find_pair(raw: &[u8], name: &[u8]) -> Option<String> {
-    form_urlencoded::parse(raw)
-        .filter(|(k, _)| k.as_bytes() == name)
-        .map(|(_, v)| v.into_owned())
-        .last()
+    raw.rsplit(|&b| b == b'&')
+        .find(|segment| key_is(segment, name))
+        .and_then(|segment| form_urlencoded::parse(segment).next())
+        .map(|(_, value)| value.into_owned())
 }
 
 /// `raw` with every `name=…` pair removed, the other pairs joined by `&` as they were.
 fn without_pair(raw: &[u8], name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut first = true;
-    for segment in raw.split(|&b| b == b'&') {
-        let key = segment.split(|&b| b == b'=').next().unwrap_or(segment);
-        let decoded: Vec<u8> = form_urlencoded::parse(key)
-            .next()
-            .map(|(k, _)| k.into_owned().into_bytes())
-            .unwrap_or_default();
-        if decoded == name {
-            continue;
-        }
+    for segment in raw.split(|&b| b == b'&').filter(|s| !key_is(s, name)) {
         if !first {
             out.push(b'&');
         }
@@ -431,6 +423,18 @@ fn without_pair(raw: &[u8], name: &[u8]) -> Vec<u8> {
         first = false;
     }
     out
+}
+
+/// Whether the `key=value` segment's key is `name` (decoded only when it is encoded).
+fn key_is(segment: &[u8], name: &[u8]) -> bool {
+    let key = segment.split(|&b| b == b'=').next().unwrap_or(segment);
+    if key == name {
+        return true;
+    }
+    key.iter().any(|&b| b == b'%' || b == b'+')
+        && form_urlencoded::parse(key)
+            .next()
+            .is_some_and(|(k, _)| k.as_bytes() == name)
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {
@@ -1475,6 +1479,22 @@ mod tests {
         assert_eq!(without_pair(b"a=1&checksum256=AB", b"checksum256"), b"a=1");
         assert_eq!(without_pair(b"checksum256=AB", b"checksum256"), b"");
         assert_eq!(without_pair(b"a=%20&b", b"checksum256"), b"a=%20&b");
+        assert_eq!(
+            without_pair(b"&a=1&checksum256=AB", b"checksum256"),
+            b"&a=1"
+        );
+        assert_eq!(
+            without_pair(b"a=1&checksum%32%35%36=AB", b"checksum256"),
+            b"a=1"
+        );
+        assert_eq!(
+            without_pair(b"a=1&checksum2567=AB", b"checksum256"),
+            b"a=1&checksum2567=AB"
+        );
+        assert_eq!(
+            find_pair(b"checksum256=x&checksum256=%41b", b"checksum256").as_deref(),
+            Some("Ab")
+        );
         assert_eq!(
             find_pair(b"a=1&checksum256=ab", b"checksum256").as_deref(),
             Some("ab")
