@@ -507,6 +507,65 @@ fn json_bodies_are_read_with_raw_or_encoded_values() {
 }
 
 #[test]
+fn get_post_form_and_json_bodies_mean_the_same() {
+    let metrics = r#"{"_os":"Android","_app_version":"2.1"}"#;
+    let events = r#"[{"key":"buy","count":2,"sum":3.5,"segmentation":{"sku":"a"},"timestamp":1795571200000}]"#;
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("app_key", "k")
+        .append_pair("device_id", "d")
+        .append_pair("timestamp", "1795571300000")
+        .append_pair("begin_session", "1")
+        .append_pair("session_duration", "20")
+        .append_pair("metrics", metrics)
+        .append_pair("events", events)
+        .finish();
+    let encoded_json = json!({
+        "app_key": "k", "device_id": "d", "timestamp": "1795571300000",
+        "begin_session": "1", "session_duration": "20", "metrics": metrics, "events": events
+    })
+    .to_string();
+    let raw_json = json!({
+        "app_key": "k", "device_id": "d", "timestamp": 1_795_571_300_000_i64,
+        "begin_session": 1, "session_duration": 20,
+        "metrics": serde_json::from_str::<Value>(metrics).expect("json"),
+        "events": serde_json::from_str::<Value>(events).expect("json")
+    })
+    .to_string();
+    let requests = [
+        get(Endpoint::Write, &form),
+        post(Endpoint::Write, "", form.as_bytes(), FORM),
+        post(Endpoint::Write, "", form.as_bytes(), None),
+        post(Endpoint::Write, "", encoded_json.as_bytes(), JSON_TYPE),
+        post(Endpoint::Write, "", raw_json.as_bytes(), JSON_TYPE),
+        post(
+            Endpoint::Write,
+            "app_key=k",
+            raw_json.as_bytes(),
+            Some("text/plain"),
+        ),
+    ];
+    let without_ids = |outcome: &CountlyOutcome| {
+        assert!(outcome.rejections.is_empty(), "{:?}", outcome.rejections);
+        outcome.requests[0]
+            .events
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.event_id = None;
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    let expected = without_ids(&run(&requests[0]));
+    assert_eq!(expected.len(), 3);
+    for request in &requests[1..] {
+        assert_eq!(without_ids(&run(request)), expected, "{request:?}");
+    }
+    // The form sent by GET and by POST is the same request: the same event ids.
+    assert_eq!(run(&requests[0]).requests, run(&requests[1]).requests);
+}
+
+#[test]
 fn body_wins_over_the_query_string_and_get_ignores_the_body() {
     let body = b"device_id=from-body&begin_session=1";
     let posted = run(&post(
