@@ -106,7 +106,9 @@ fn caret_errors() {
     let e = err("0 0 0 * * * 1969");
     assert_eq!(e.field(), Some(Field::Year));
     let e = err("0 0 * * * 99999999999999999999");
-    assert!(matches!(e.kind(), ErrorKind::FieldCount { found: 6 }) || e.field().is_some());
+    // Six fields: the huge number is a day-of-week.
+    assert_eq!(e.field(), Some(Field::DayOfWeek));
+    assert!(matches!(e.kind(), ErrorKind::OutOfRange { .. }));
     let e = err("0 0 0 * * * 99999999999999999999");
     assert!(matches!(e.kind(), ErrorKind::OutOfRange { .. }));
     // Quartz letters only where they belong.
@@ -205,15 +207,10 @@ fn names_ranges_steps() {
         fires("0 0 * * 7", "UTC", t, 1),
         fires("0 0 * * 0", "UTC", t, 1)
     );
+    // 2024-01-01 is a Monday, but the start instant itself is excluded.
     assert_eq!(
         fires("0 0 * * 1", "UTC", t, 1),
-        ["2024-01-01T00:00:00+00:00"]
-            .map(String::from)
-            .to_vec()
-            .into_iter()
-            .take(0)
-            .chain(["2024-01-08T00:00:00+00:00".to_owned()])
-            .collect::<Vec<_>>()
+        ["2024-01-08T00:00:00+00:00"]
     );
     // FRI-SUN wraps to Sunday as 7.
     assert_eq!(
@@ -501,15 +498,11 @@ fn new_york_spring_forward() {
     assert_eq!(
         fires("0,30 2,3 * * *", "America/New_York", from, 4),
         [
-            "2024-03-10T00:00:00-05:00",
-            "2024-03-10T00:30:00-05:00",
             "2024-03-10T03:00:00-04:00",
             "2024-03-10T03:30:00-04:00",
+            "2024-03-11T02:00:00-04:00",
+            "2024-03-11T02:30:00-04:00",
         ]
-        .into_iter()
-        .skip(2)
-        .chain(["2024-03-11T02:00:00-04:00", "2024-03-11T02:30:00-04:00"])
-        .collect::<Vec<_>>()
     );
     // `*` in minute or hour: times that do not exist are skipped.
     assert_eq!(
@@ -650,11 +643,8 @@ fn berlin() {
     );
     assert_eq!(
         fires("*/20 2 * * *", "Europe/Berlin", "2024-03-30T12:00:00Z", 2),
-        ["2024-03-30T02:00:00+01:00", "2024-03-30T02:20:00+01:00"]
-            .into_iter()
-            .take(0)
-            .chain(["2024-04-01T02:00:00+02:00", "2024-04-01T02:20:00+02:00"])
-            .collect::<Vec<_>>()
+        // No 02:xx exists on 31 March: the next fires are the following night.
+        ["2024-04-01T02:00:00+02:00", "2024-04-01T02:20:00+02:00"]
     );
     // Six fields, fixed minute and hour, every second: the seconds of 02:30 in the gap
     // collapse into one fire at 03:00:00.
