@@ -57,6 +57,11 @@ proptest! {
         run(start, &ops);
     }
 
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
     /// Dense: many timers close together, time moving one tick at a time.
     #[test]
     fn dense_tick_by_tick(
@@ -70,6 +75,11 @@ proptest! {
         ops.push(Op::Check);
         run(0, &ops);
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// The fuzz target's body, fed by proptest.
     #[test]

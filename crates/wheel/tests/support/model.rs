@@ -9,7 +9,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sundial_wheel::{MAX_TICK, TimerKey, UnknownTimer, Wheel};
 
@@ -46,6 +46,7 @@ pub fn run(start: u64, ops: &[Op]) {
     let mut wheel: Wheel<u64> = Wheel::with_start(start);
     let mut now = start.min(MAX_TICK);
     let mut model: BTreeMap<u64, u64> = BTreeMap::new(); // id -> deadline
+    let mut queue: BTreeSet<(u64, u64)> = BTreeSet::new(); // (deadline, id)
     let mut keys: Vec<TimerKey> = Vec::new(); // id -> key
     let mut fired = Vec::new();
     for (step_no, op) in ops.iter().enumerate() {
@@ -60,13 +61,18 @@ pub fn run(start: u64, ops: &[Op]) {
                 );
                 keys.push(key);
                 model.insert(id, deadline.min(MAX_TICK));
+                queue.insert((deadline.min(MAX_TICK), id));
             }
             Op::Cancel { pick } => {
                 if keys.is_empty() {
                     continue;
                 }
                 let id = pick % keys.len();
-                let expected = model.remove(&(id as u64)).map(|_| id as u64);
+                let removed = model.remove(&(id as u64));
+                if let Some(d) = removed {
+                    queue.remove(&(d, id as u64));
+                }
+                let expected = removed.map(|_| id as u64);
                 assert_eq!(
                     wheel.cancel(keys[id]),
                     expected,
@@ -84,7 +90,9 @@ pub fn run(start: u64, ops: &[Op]) {
                 match model.get_mut(&(id as u64)) {
                     Some(d) => {
                         assert_eq!(result, Ok(()), "op {step_no}: reset {id}");
+                        queue.remove(&(*d, id as u64));
                         *d = deadline.min(MAX_TICK);
+                        queue.insert((*d, id as u64));
                     }
                     None => assert_eq!(result, Err(UnknownTimer(keys[id])), "op {step_no}"),
                 }
@@ -94,15 +102,17 @@ pub fn run(start: u64, ops: &[Op]) {
                 fired.clear();
                 wheel.advance_to(now, &mut fired);
                 assert_eq!(wheel.now(), now);
-                let mut expected: Vec<(u64, u64)> = model
-                    .iter()
-                    .filter(|&(_, &d)| d <= now)
-                    .map(|(&id, &d)| (d, id))
-                    .collect();
-                expected.sort_unstable();
-                for &(_, id) in &expected {
+                let mut expected: Vec<(u64, u64)> = Vec::new();
+                while let Some(&(d, id)) = queue.first() {
+                    if d > now {
+                        break;
+                    }
+                    queue.pop_first();
                     model.remove(&id);
+                    expected.push((d, id));
                 }
+                let deadline_of: BTreeMap<u64, u64> =
+                    expected.iter().map(|&(d, id)| (id, d)).collect();
                 let mut got: Vec<(u64, u64)> = Vec::with_capacity(fired.len());
                 let mut last = 0;
                 for &(key, id) in &fired {
@@ -111,10 +121,8 @@ pub fn run(start: u64, ops: &[Op]) {
                         Some(&key),
                         "op {step_no}: key/payload"
                     );
-                    let d = expected
-                        .iter()
-                        .find(|e| e.1 == id)
-                        .map(|e| e.0)
+                    let d = *deadline_of
+                        .get(&id)
                         .unwrap_or_else(|| panic!("op {step_no}: timer {id} fired too early"));
                     assert!(d >= last, "op {step_no}: out of deadline order");
                     last = d;
@@ -125,7 +133,7 @@ pub fn run(start: u64, ops: &[Op]) {
             }
             Op::Check => {
                 assert_eq!(wheel.len(), model.len(), "op {step_no}: len");
-                let min = model.values().min().copied();
+                let min = queue.first().map(|&(d, _)| d);
                 assert_eq!(wheel.next_deadline(), min, "op {step_no}: next_deadline");
                 match (wheel.next_wakeup(), min) {
                     (None, None) => {}
@@ -151,19 +159,20 @@ pub fn run(start: u64, ops: &[Op]) {
         assert_eq!(wheel.len(), model.len(), "op {step_no}: len after {op:?}");
     }
     // Drain everything that is left and make sure it all comes out at the right time.
-    while let Some(next) = model.values().min().copied() {
+    while let Some(&(next, _)) = queue.first() {
         let wake = wheel.next_wakeup().expect("timers pending but no wakeup");
         assert!(wake <= next.max(now));
         now = next.max(now);
         fired.clear();
         wheel.advance_to(now, &mut fired);
-        let mut expected: Vec<u64> = model
-            .iter()
-            .filter(|&(_, &d)| d <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in &expected {
-            model.remove(id);
+        let mut expected: Vec<u64> = Vec::new();
+        while let Some(&(d, id)) = queue.first() {
+            if d > now {
+                break;
+            }
+            queue.pop_first();
+            model.remove(&id);
+            expected.push(id);
         }
         let mut got: Vec<u64> = fired.iter().map(|&(_, id)| id).collect();
         got.sort_unstable();
