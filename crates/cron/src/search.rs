@@ -69,21 +69,34 @@ pub(crate) fn next_after(cal: &Calendar, t: Timestamp, tz: &TimeZone) -> Option<
     let wall_secs = secs + i64::from(off_t.seconds());
     let wall_t = Civil::from_unix(wall_secs);
     let mut start = Civil::from_unix(wall_secs + 1);
-    if let AmbiguousOffset::Fold { before, after } =
-        tz.to_ambiguous_timestamp(wall_t.to_jiff()?).offset()
-        && before == off_t
-        && before != after
-    {
-        // `t` is in the first copy of a repeated range: finish that copy, then continue
-        // from the start of the second copy.
-        let tr = transition_after(tz, t)?;
-        let fold_end = wall(tr, before);
-        if let Some(c) = cal.next_civil(start)
-            && c < fold_end
-        {
-            return instant(c, before);
+    match tz.to_ambiguous_timestamp(wall_t.to_jiff()?).offset() {
+        AmbiguousOffset::Fold { before, after } if before == off_t && before != after => {
+            // `t` is in the first copy of a repeated range: finish that copy, then
+            // continue from the start of the second copy.
+            let tr = transition_after(tz, t)?;
+            let fold_end = wall(tr, before);
+            if let Some(c) = cal.next_civil(start)
+                && c < fold_end
+            {
+                return instant(c, before);
+            }
+            start = wall(tr, after);
         }
-        start = wall(tr, after);
+        AmbiguousOffset::Unambiguous { .. } => {
+            // Fast path: `t` is not in a repeated range, so no wall time after it lies
+            // in the second copy of one. If the first candidate, read with the current
+            // offset, comes before the next transition, it is that instant: it is not
+            // in a gap (gaps start at a transition) and, if it is repeated later, this
+            // is its first copy.
+            let c = cal.next_civil(start)?;
+            let ts = instant(c, off_t)?;
+            match transition_after(tz, t) {
+                Some(tr) if ts >= tr => start = c,
+                _ => return Some(ts),
+            }
+        }
+        // Second copy of a fold (or no ambiguity data): the general loop handles it.
+        _ => {}
     }
     loop {
         let c = cal.next_civil(start)?;
