@@ -5,8 +5,13 @@
 //! driver, no bus client. Those live in `sundial-server`, `sundial-storage-sql` and
 //! `sundial-bus`, behind the traits defined here.
 
+pub mod app;
+pub mod countly;
 pub mod event;
 pub mod ingest;
+pub mod store;
 
+pub use app::{App, AppError, NewApp};
 pub use event::{Dimensions, Event, EventKind};
 pub use ingest::{Batch, EnvelopeError, Limits, Rejection, SingleKind, parse_batch, parse_single};
+pub use store::{Store, StoreError};

@@ -24,7 +24,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Names of the top-level sections, used to map `SUNDIAL_<SECTION>_<KEY>` variables.
-const SECTIONS: &[&str] = &["log"];
+const SECTIONS: &[&str] = &["log", "store"];
 
 /// The name figment gives the command-line layer, used in error messages.
 const FLAGS_SOURCE: &str = "command-line flags";
@@ -41,11 +41,36 @@ const RESERVED_ENV: &[&str] = &[
 ];
 
 /// The whole configuration. Each field is a section with its own defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Config {
+    /// Where embedded data lives: the SQLite database and the local event log.
+    pub(crate) data_dir: PathBuf,
     /// Logging (`[log]`).
     pub(crate) log: LogConfig,
+    /// The analytics store (`[store]`).
+    pub(crate) store: StoreConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log: LogConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// The default data directory, relative to the working directory.
+pub(crate) const DEFAULT_DATA_DIR: &str = "./sundial-data";
+
+/// The `[store]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; empty means SQLite in `data_dir`.
+    pub(crate) url: String,
 }
 
 /// The `[log]` section.
@@ -82,7 +107,18 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) log: Option<LogOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) store: Option<StoreOverrides>,
+}
+
+/// Flag overrides of the `[store]` section.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct StoreOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
 }
 
 /// Flag overrides of the `[log]` section.
@@ -148,6 +184,27 @@ impl Config {
                      trace or directives such as `info,sundial_scheduler=debug`",
                     self.log.level
                 ),
+            });
+        }
+        let url = &self.store.url;
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Value {
+                key: "store.url",
+                source_name: source_of(figment, "store.url"),
+                reason: "use sqlite://PATH or postgres://USER@HOST/DB (or leave it empty for \
+                         SQLite in the data directory)"
+                    .to_owned(),
+            });
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Value {
+                key: "data_dir",
+                source_name: source_of(figment, "data_dir"),
+                reason: "must not be empty".to_owned(),
             });
         }
         Ok(())
@@ -316,9 +373,13 @@ mod tests {
     #[test]
     fn rendered_config_round_trips() {
         let config = Config {
+            data_dir: "/var/lib/sundial".into(),
             log: LogConfig {
                 level: "debug".into(),
                 format: LogFormat::Json,
+            },
+            store: StoreConfig {
+                url: "postgres://sundial@db/sundial".into(),
             },
         };
         let back: Config = toml::from_str(&config.to_toml()).expect("round trip");

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat, LogOverrides, Overrides};
+use crate::config::{Config, LogFormat, LogOverrides, Overrides, StoreOverrides};
 
 /// Sundial: a scheduled-task framework and a self-hosted mobile analytics platform.
 #[derive(Parser, Debug)]
@@ -41,17 +41,36 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create and list analytics apps.
+    App(cmd::app::AppArgs),
     /// Inspect the effective configuration.
     Config(cmd::config::ConfigArgs),
+    /// Cron expressions: next fire times, validation, plain-language explanations.
+    Cron(cmd::cron::CronArgs),
+}
+
+impl Command {
+    /// The store flags of commands that touch the store.
+    fn store_args(&self) -> Option<&cmd::StoreArgs> {
+        match self {
+            Command::App(args) => Some(args.store_args()),
+            Command::Config(_) | Command::Cron(_) => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let store_args = cli.command.store_args().cloned().unwrap_or_default();
     let overrides = Overrides {
+        data_dir: store_args.data_dir,
         log: (cli.log_level.is_some() || cli.log_format.is_some()).then(|| LogOverrides {
             level: cli.log_level.clone(),
             format: cli.log_format,
         }),
+        store: store_args
+            .store_url
+            .map(|url| StoreOverrides { url: Some(url) }),
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -66,14 +85,32 @@ fn main() -> ExitCode {
     }
     tracing::debug!(config_file = ?cli.config, "configuration loaded");
     let result = match cli.command {
+        Command::App(args) => cmd::app::run(args, &config),
         Command::Config(args) => cmd::config::run(args, &config),
+        Command::Cron(args) => cmd::cron::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             tracing::debug!(error = ?e, "command failed");
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", render_error(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, dropping a cause whose text the previous
+/// message already contains (drivers often repeat their source in their own message).
+fn render_error(error: &anyhow::Error) -> String {
+    let mut out = error.to_string();
+    let mut last = out.clone();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+    }
+    out
 }

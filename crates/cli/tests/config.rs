@@ -81,6 +81,27 @@ fn file_then_environment_then_flags() {
 }
 
 #[test]
+fn data_dir_and_store_layers() {
+    sundial()
+        .env("SUNDIAL_DATA_DIR", "/srv/sundial")
+        .env("SUNDIAL_STORE_URL", "postgres://u@db/sundial")
+        .args(["config", "show"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("data_dir = \"/srv/sundial\""))
+        .stdout(predicate::str::contains(
+            "url = \"postgres://u@db/sundial\"",
+        ));
+    sundial()
+        .env("SUNDIAL_STORE_URL", "mysql://db")
+        .args(["config", "check"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid value for `store.url`"))
+        .stderr(predicate::str::contains("SUNDIAL_"));
+}
+
+#[test]
 fn config_file_from_environment() {
     let file = config_file("[log]\nlevel = \"trace\"\n");
     sundial()

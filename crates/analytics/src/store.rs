@@ -1,0 +1,39 @@
+//! The `Store` trait: where apps and aggregates live.
+//!
+//! Implementations (SQLite, PostgreSQL) are in `sundial-storage-sql`; this crate only
+//! says what a store must do. Every method is a transaction of its own: it either
+//! happens whole or not at all.
+
+use async_trait::async_trait;
+
+use crate::app::{App, AppError, NewApp};
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The input was not acceptable; nothing changed.
+    #[error(transparent)]
+    Invalid(#[from] AppError),
+    /// No such app.
+    #[error("no app with {0}")]
+    NoSuchApp(String),
+    /// The operating system's random generator failed.
+    #[error("cannot generate a key: {0}")]
+    Entropy(String),
+    /// The database failed (connection, I/O, constraint).
+    #[error("storage error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where apps and aggregates are kept.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Creates an app with a fresh key and secret.
+    async fn create_app(&self, app: NewApp) -> Result<App, StoreError>;
+    /// All apps, by id.
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
+    /// The app with this id.
+    async fn app_by_id(&self, id: i64) -> Result<Option<App>, StoreError>;
+    /// The app with this key (ingest's look-up).
+    async fn app_by_key(&self, app_key: &str) -> Result<Option<App>, StoreError>;
+}
