@@ -12,8 +12,9 @@
 //!   advances one tick at a time every timer fires in exactly its deadline's tick.
 //!   Timers handed out by one call come in non-decreasing deadline order.
 //! - **O(1) insert, cancel and reset**, with no allocation per timer once the slab is
-//!   warm (entries live in one `Vec` with a free list; lists are intrusive and
-//!   doubly linked by `u32` indices).
+//!   warm (entries live in one `Vec` with a free list; each slot's list is a vector of
+//!   `u32` slab indices that grows by doubling and shrinks by halving, so it allocates
+//!   O(log n) times per fill, not per timer). A cancel frees the entry at once.
 //! - **Stale keys are harmless.** A [`TimerKey`] carries a generation, so a key of a
 //!   timer that already fired or was cancelled can never touch a timer that reuses its
 //!   slot.

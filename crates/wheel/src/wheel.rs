@@ -4,10 +4,19 @@
 //!
 //! Time is split into levels of 64 slots. A slot of level `k` spans `64^k` ticks, so a
 //! ring of level `k` spans `64^(k+1)` ticks and six levels span `2^36` ticks. All
-//! timers live in one slab (`entries`); every slot is an intrusive doubly-linked list
-//! threaded through the slab by `u32` indices, with its head and length kept in
-//! `heads`/`counts`. A `u64` bitmap per ring says which slots are non-empty, so the next
-//! occupied slot is one `trailing_zeros` away.
+//! timers live in one slab (`entries`); every slot is a list kept as a vector of `u32`
+//! slab indices (`lists`), and each entry records its list and its position in that
+//! vector, so removing it is a `swap_remove` plus one position update. A `u64` bitmap
+//! per ring says which slots are non-empty, so the next occupied slot is one
+//! `trailing_zeros` away.
+//!
+//! Index vectors rather than intrusive links: inserting touches only the new entry
+//! and the tail of one small vector (not the old list head, a random slab entry), and
+//! a walk over a list (pre-cascade, expiry) knows the next indices in advance, so it
+//! reads a batch of `BATCH` (16) entries before using them and their cache misses
+//! overlap instead of forming a chain. A list vector shrinks by half when three
+//! quarters of it are unused and keeps at most 64 slots once empty, so list memory
+//! follows the pending timers.
 //!
 //! # Ground rules
 //!
@@ -77,6 +86,10 @@ const LIST_OVF_A: usize = RING_LISTS + 1;
 const LIST_OVF_B: usize = RING_LISTS + 2;
 const NUM_LISTS: usize = RING_LISTS + 3;
 
+/// Timers whose entries a list walk reads ahead (see `Wheel::drain`).
+const BATCH: usize = 16;
+/// List buffers at most this large (in indices) are never shrunk.
+const SHRINK_MIN: usize = 64;
 /// The "no entry" link.
 const NIL: u32 = u32::MAX;
 /// Drain idle marker.
@@ -136,9 +149,9 @@ impl std::error::Error for UnknownTimer {}
 /// A pending timer.
 struct Node<T> {
     deadline: u64,
-    prev: u32,
-    next: u32,
     generation: u32,
+    /// Position of the node's index in its list's vector.
+    pos: u32,
     /// The list the node is in, plus one (the niche lets `Entry` stay node-sized).
     list: NonZeroU16,
     value: T,
@@ -153,8 +166,9 @@ enum Entry<T> {
 /// A hierarchical timing wheel of timers carrying a `T`.
 ///
 /// See the [crate docs](crate) for the guarantees and the module source for the
-/// invariants. Memory: one slab entry per timer (32 bytes for an 8-byte payload,
-/// 24 bytes for a zero-sized one) plus a fixed ~14 KiB of list heads.
+/// invariants. Memory: one slab entry per timer (24 bytes for a payload of up to
+/// 4 bytes, 32 bytes for an 8-byte one) and its 4-byte index in a list vector, plus a
+/// fixed ~41 KiB of list vector headers.
 ///
 /// # Work per tick
 ///
@@ -172,8 +186,8 @@ pub struct Wheel<T> {
     elapsed: u64,
     /// Cached lower bound (> `elapsed`) of the next tick at which `advance_to` has work.
     next_event: u64,
-    heads: Vec<u32>,
-    counts: Vec<u32>,
+    /// Every list as a vector of slab indices (order within a list is irrelevant).
+    lists: Vec<Vec<u32>>,
     /// Slot occupancy, one bitmap per physical ring.
     occupied: [u64; RINGS],
     /// Physical ring of live level `k`.
@@ -266,8 +280,7 @@ impl<T> Wheel<T> {
             len: 0,
             elapsed: now.min(MAX_TICK),
             next_event: NEVER,
-            heads: vec![NIL; NUM_LISTS],
-            counts: vec![0; NUM_LISTS],
+            lists: (0..NUM_LISTS).map(|_| Vec::new()).collect(),
             occupied: [0; RINGS],
             live: [0, 1, 2, 3, 4, 5],
             staging,
@@ -312,11 +325,18 @@ impl<T> Wheel<T> {
         self.len == 0
     }
 
-    /// Bytes of heap memory the wheel holds (slab capacity plus list heads).
+    /// Number of timers the slab holds without reallocating.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
+    /// Bytes of heap memory the wheel holds (slab capacity plus list vectors).
     #[must_use]
     pub fn allocated_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry<T>>()
-            + (self.heads.capacity() + self.counts.capacity()) * 4
+            + self.lists.capacity() * std::mem::size_of::<Vec<u32>>()
+            + self.lists.iter().map(|l| l.capacity() * 4).sum::<usize>()
     }
 
     /// Size of one slab entry, i.e. the per-timer cost inside the wheel.
@@ -339,9 +359,8 @@ impl<T> Wheel<T> {
         let (list, event) = self.place(deadline);
         let node = |generation| Node {
             deadline,
-            prev: NIL,
-            next: NIL,
             generation,
+            pos: 0,
             list: NonZeroU16::MIN,
             value,
         };
@@ -484,7 +503,7 @@ impl<T> Wheel<T> {
     /// Returns [`Wheel::now`] while timers are due.
     #[must_use]
     pub fn next_wakeup(&self) -> Option<u64> {
-        if self.heads[LIST_DUE] != NIL {
+        if !self.lists[LIST_DUE].is_empty() {
             Some(self.elapsed)
         } else if self.len == 0 || self.next_event == NEVER {
             None
@@ -504,7 +523,7 @@ impl<T> Wheel<T> {
         E: Extend<(TimerKey, T)>,
     {
         let now = now.min(MAX_TICK);
-        if self.heads[LIST_DUE] != NIL {
+        if !self.lists[LIST_DUE].is_empty() {
             self.emit(LIST_DUE, out);
         }
         while self.next_event <= now {
@@ -585,17 +604,13 @@ impl<T> Wheel<T> {
     }
 
     fn link(&mut self, index: u32, list: usize) {
-        let head = self.heads[list];
         let tag = NonZeroU16::new(list as u16 + 1).unwrap_or(NonZeroU16::MIN);
+        let v = &mut self.lists[list];
+        let pos = v.len() as u32;
+        v.push(index);
         let node = self.node_mut(index);
-        node.prev = NIL;
-        node.next = head;
+        node.pos = pos;
         node.list = tag;
-        if head != NIL {
-            self.node_mut(head).prev = index;
-        }
-        self.heads[list] = index;
-        self.counts[list] += 1;
         if list < RING_LISTS {
             self.occupied[list / SLOTS] |= 1 << (list % SLOTS);
         } else if list == self.ovf_kept as usize {
@@ -604,88 +619,82 @@ impl<T> Wheel<T> {
         }
     }
 
+    /// Removes a node from its list: the list's last index takes its place.
     fn unlink(&mut self, index: u32) {
         let node = self.node_ref(index);
-        let (prev, next, list) = (node.prev, node.next, node.list.get() as usize - 1);
-        if prev != NIL {
-            self.node_mut(prev).next = next;
-        } else {
-            self.heads[list] = next;
+        let (pos, list) = (node.pos, node.list.get() as usize - 1);
+        let v = &mut self.lists[list];
+        let last = v.pop().unwrap_or(NIL);
+        debug_assert_ne!(last, NIL, "unlinking from an empty list");
+        if last != index {
+            v[pos as usize] = last;
+            self.node_mut(last).pos = pos;
         }
-        if next != NIL {
-            self.node_mut(next).prev = prev;
+        self.list_shrunk(list);
+    }
+
+    /// Bookkeeping after `list` lost entries: its occupancy bit, and its buffer
+    /// (halved when three quarters unused, down to `SHRINK_MIN` once empty, so the
+    /// memory of the lists follows the pending timers).
+    fn list_shrunk(&mut self, list: usize) {
+        let v = &mut self.lists[list];
+        if v.capacity() > SHRINK_MIN && v.len() < v.capacity() / 4 {
+            v.shrink_to((v.capacity() / 2).max(v.len() * 2).max(SHRINK_MIN));
         }
-        self.counts[list] -= 1;
-        if self.counts[list] == 0 && list < RING_LISTS {
+        if v.is_empty() && list < RING_LISTS {
             self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
         }
     }
 
     /// Turns an unlinked entry vacant and returns its payload.
     fn free(&mut self, index: u32) -> T {
-        let vacant = Entry::Vacant {
-            next_free: self.free_head,
-            generation: 0,
-        };
-        match std::mem::replace(&mut self.entries[index as usize], vacant) {
-            Entry::Occupied(node) => {
-                self.entries[index as usize] = Entry::Vacant {
-                    next_free: self.free_head,
-                    generation: node.generation.wrapping_add(1),
-                };
-                self.free_head = index;
-                node.value
-            }
-            Entry::Vacant { .. } => unreachable!("freeing vacant entry {index}"),
-        }
+        free_entry(&mut self.entries, &mut self.free_head, index).1
     }
 
     /// Hands out and frees every timer of `list`.
     fn emit<E: Extend<(TimerKey, T)>>(&mut self, list: usize, out: &mut E) {
-        let head = std::mem::replace(&mut self.heads[list], NIL);
-        let n = std::mem::replace(&mut self.counts[list], 0) as usize;
-        if list < RING_LISTS {
-            self.occupied[list / SLOTS] &= !(1 << (list % SLOTS));
-        }
-        self.len -= n;
-        if list == LIST_DUE && n > 1 {
+        let mut v = std::mem::take(&mut self.lists[list]);
+        self.len -= v.len();
+        if list == LIST_DUE && v.len() > 1 {
             // Due timers may have any past deadline: keep the promised order.
-            let mut batch: Vec<(u64, TimerKey, T)> = Vec::with_capacity(n);
-            let mut cur = head;
-            while cur != NIL {
-                let (next, deadline, generation) = {
-                    let node = self.node_ref(cur);
-                    (node.next, node.deadline, node.generation)
-                };
-                let key = TimerKey {
-                    index: cur,
-                    generation,
-                };
-                let value = self.free(cur);
+            let mut batch: Vec<(u64, TimerKey, T)> = Vec::with_capacity(v.len());
+            for &index in &v {
+                let deadline = self.node_ref(index).deadline;
+                let (key, value) = free_entry(&mut self.entries, &mut self.free_head, index);
                 batch.push((deadline, key, value));
-                cur = next;
             }
             batch.sort_by_key(|&(d, k, _)| (d, k));
             out.extend(batch.into_iter().map(|(_, k, v)| (k, v)));
-            return;
+            v.clear();
+        } else {
+            let entries = &mut self.entries;
+            let free_head = &mut self.free_head;
+            for chunk in v.chunks(BATCH) {
+                // Gather the generations first so that the misses overlap (see `drain`).
+                let mut generations = [0u32; BATCH];
+                for (g, &index) in generations.iter_mut().zip(chunk) {
+                    *g = match &entries[index as usize] {
+                        Entry::Occupied(node) => node.generation,
+                        Entry::Vacant { .. } => unreachable!("expired entry {index} is vacant"),
+                    };
+                }
+                out.extend(chunk.iter().zip(generations).map(|(&index, generation)| {
+                    let value = take_entry(entries, free_head, index, generation);
+                    (TimerKey { index, generation }, value)
+                }));
+            }
+            v.clear();
         }
-        out.extend(Drain {
-            entries: &mut self.entries,
-            free_head: &mut self.free_head,
-            cur: head,
-        });
+        self.lists[list] = v;
+        self.list_shrunk(list);
     }
 
     /// Minimum deadline in a list (O(length)).
     fn list_min(&self, list: usize) -> Option<u64> {
-        let mut cur = self.heads[list];
-        let mut best = None;
-        while cur != NIL {
-            let node = self.node_ref(cur);
-            best = Some(best.map_or(node.deadline, |b: u64| b.min(node.deadline)));
-            cur = node.next;
-        }
-        best
+        self.lists[list]
+            .iter()
+            .map(|&index| self.node_ref(index).deadline)
+            .min()
     }
 
     /// The list drained into the staging rings of `level` while the current time is
@@ -702,23 +711,32 @@ impl<T> Wheel<T> {
     /// out for the window starting at `base` (overflow timers beyond that window go
     /// back to the kept overflow list).
     fn drain(&mut self, level: usize, src: usize, base: u64, max: u64) {
-        let mut moved = 0;
-        while moved < max {
-            let index = self.heads[src];
-            if index == NIL {
-                break;
+        let end = base + (1u64 << (LEVEL_BITS * level as u32));
+        let len = self.lists[src].len();
+        let mut left = usize::try_from(max).unwrap_or(usize::MAX).min(len);
+        while left > 0 {
+            // Read the batch's deadlines first: the loads are independent, so their
+            // cache misses overlap instead of being paid one after the other.
+            let n = left.min(BATCH);
+            let mut batch = [(0u32, 0u64); BATCH];
+            let v = &self.lists[src];
+            let from = v.len() - n;
+            for (b, &index) in batch.iter_mut().zip(&v[from..]) {
+                *b = (index, self.node_ref(index).deadline);
             }
-            let deadline = self.node_ref(index).deadline;
-            self.unlink(index);
-            let dst = if deadline < base + (1u64 << (LEVEL_BITS * level as u32)) {
-                self.staged_list(level, base, deadline)
-            } else {
-                debug_assert_eq!(level, LEVELS);
-                self.ovf_kept as usize
-            };
-            self.link(index, dst);
-            moved += 1;
+            self.lists[src].truncate(from);
+            for &(index, deadline) in &batch[..n] {
+                let dst = if deadline < end {
+                    self.staged_list(level, base, deadline)
+                } else {
+                    debug_assert_eq!(level, LEVELS);
+                    self.ovf_kept as usize
+                };
+                self.link(index, dst);
+            }
+            left -= n;
         }
+        self.list_shrunk(src);
     }
 
     /// One pre-cascade step of `level` at tick `t` (= `elapsed`).
@@ -727,7 +745,7 @@ impl<T> Wheel<T> {
             self.drain_at[level] = NEVER;
             return;
         };
-        let rem = u64::from(self.counts[src]);
+        let rem = self.lists[src].len() as u64;
         if rem == 0 {
             self.drain_at[level] = NEVER;
             return;
@@ -763,7 +781,7 @@ impl<T> Wheel<T> {
                 std::mem::swap(&mut self.live[j], &mut self.staging[top][j]);
             }
             if top == LEVELS {
-                debug_assert_eq!(self.heads[self.ovf_pending as usize], NIL);
+                debug_assert!(self.lists[self.ovf_pending as usize].is_empty());
                 std::mem::swap(&mut self.ovf_pending, &mut self.ovf_kept);
                 self.kept_min = NEVER;
             }
@@ -778,7 +796,7 @@ impl<T> Wheel<T> {
             }
         }
         let list = ring_list(self.live[0], slot_of(t, 0));
-        if self.heads[list] != NIL {
+        if !self.lists[list].is_empty() {
             self.emit(list, out);
         }
     }
@@ -807,7 +825,7 @@ impl<T> Wheel<T> {
         }
         if self.staging_occupied(LEVELS) {
             best = best.min(next_boundary(e, LEVELS));
-        } else if self.heads[self.ovf_kept as usize] != NIL {
+        } else if !self.lists[self.ovf_kept as usize].is_empty() {
             // Kept timers lie at least two windows ahead; they start draining at the
             // boundary one window before theirs, and nothing happens until then.
             let theirs = (self.kept_min >> RANGE_BITS).saturating_sub(1) << RANGE_BITS;
@@ -826,43 +844,44 @@ impl<T> Wheel<T> {
     }
 }
 
-/// Hands out the timers of an already detached list, freeing their slots.
-struct Drain<'a, T> {
-    entries: &'a mut Vec<Entry<T>>,
-    free_head: &'a mut u32,
-    cur: u32,
+/// Turns the unlinked entry `index`, whose generation is `generation`, vacant (bumping
+/// the generation) and returns its payload.
+fn take_entry<T>(entries: &mut [Entry<T>], free_head: &mut u32, index: u32, generation: u32) -> T {
+    let vacant = Entry::Vacant {
+        next_free: *free_head,
+        generation: generation.wrapping_add(1),
+    };
+    *free_head = index;
+    match std::mem::replace(&mut entries[index as usize], vacant) {
+        Entry::Occupied(node) => node.value,
+        Entry::Vacant { .. } => unreachable!("freeing vacant entry {index}"),
+    }
 }
 
-impl<T> Iterator for Drain<'_, T> {
-    type Item = (TimerKey, T);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.cur == NIL {
-            return None;
+/// Turns the unlinked entry `index` vacant (bumping its generation) and returns its
+/// key and payload.
+fn free_entry<T>(entries: &mut [Entry<T>], free_head: &mut u32, index: u32) -> (TimerKey, T) {
+    let slot = &mut entries[index as usize];
+    let vacant = Entry::Vacant {
+        next_free: *free_head,
+        generation: 0,
+    };
+    match std::mem::replace(slot, vacant) {
+        Entry::Occupied(node) => {
+            *slot = Entry::Vacant {
+                next_free: *free_head,
+                generation: node.generation.wrapping_add(1),
+            };
+            *free_head = index;
+            (
+                TimerKey {
+                    index,
+                    generation: node.generation,
+                },
+                node.value,
+            )
         }
-        let index = self.cur;
-        let vacant = Entry::Vacant {
-            next_free: *self.free_head,
-            generation: 0,
-        };
-        match std::mem::replace(&mut self.entries[index as usize], vacant) {
-            Entry::Occupied(node) => {
-                self.entries[index as usize] = Entry::Vacant {
-                    next_free: *self.free_head,
-                    generation: node.generation.wrapping_add(1),
-                };
-                *self.free_head = index;
-                self.cur = node.next;
-                Some((
-                    TimerKey {
-                        index,
-                        generation: node.generation,
-                    },
-                    node.value,
-                ))
-            }
-            Entry::Vacant { .. } => unreachable!("expired list links vacant entry {index}"),
-        }
+        Entry::Vacant { .. } => unreachable!("freeing vacant entry {index}"),
     }
 }
 
@@ -930,17 +949,17 @@ mod tests {
         let mut out = Vec::new();
         w.advance_to(4095, &mut out);
         let src = ring_list(w.live[2], 2);
-        assert_eq!(w.counts[src], 64_000);
+        assert_eq!(w.lists[src].len(), 64_000);
         let mut max_step = 0;
         let mut t = 4095;
         while t < 8191 {
-            let before = w.counts[src];
+            let before = w.lists[src].len();
             t += 1;
             w.advance_to(t, &mut out);
-            max_step = max_step.max(before - w.counts[src]);
+            max_step = max_step.max(before - w.lists[src].len());
         }
         assert!(out.is_empty());
-        assert_eq!(w.counts[src], 0, "drain finished before the boundary");
+        assert_eq!(w.lists[src].len(), 0, "drain finished before the boundary");
         assert!(
             max_step <= 64,
             "largest single-tick pre-cascade was {max_step}"
