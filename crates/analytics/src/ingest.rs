@@ -2,11 +2,13 @@
 //! `/api/v1/usage_time`): bytes in, valid [`Event`]s and per-event rejections out.
 //!
 //! The split is the contract's: an envelope that cannot be read (not JSON, not an object,
-//! no `app_key`, no `events` array, an unknown top-level field) is an
-//! [`EnvelopeError`] and nothing in it is accepted; an envelope with too many events is
-//! [`EnvelopeError::TooManyEvents`] (HTTP 413); otherwise every event is judged on its own
-//! and a bad one becomes a [`Rejection`] naming its index, field and reason while the
-//! others are accepted.
+//! no usable `app_key`, no `events` array) is an [`EnvelopeError`] and nothing in it is
+//! accepted; an envelope with too many events is [`EnvelopeError::TooManyEvents`]
+//! (HTTP 413); otherwise every event is judged on its own and a bad one becomes a
+//! [`Rejection`] naming its index, field and reason while the others are accepted. A bad
+//! batch-level default (say a 200-byte `device_id`) rejects only the events that would
+//! inherit it. Unknown envelope fields are ignored and reported in [`Batch::warnings`],
+//! so that SDKs can add fields without losing data.
 //!
 //! Validation is pure: the server's clock is passed in, so the same input and `now`
 //! always give the same outcome.
@@ -103,6 +105,8 @@ pub struct Batch {
     pub rejected: Vec<Rejection>,
     /// How many accepted events had a future timestamp clamped to `now`.
     pub clamped: usize,
+    /// Things the request did that were ignored, in words (an unknown envelope field).
+    pub warnings: Vec<String>,
 }
 
 /// The event types the single-event endpoints stand for.
@@ -148,22 +152,21 @@ pub fn parse_batch(body: &[u8], now: Timestamp, limits: &Limits) -> Result<Batch
             max: limits.max_events,
         });
     }
-    if let Some(unknown) = envelope
-        .keys()
-        .find(|k| !BATCH_FIELDS.contains(&k.as_str()))
-    {
-        return Err(field_error(
-            unknown,
-            "is not part of the envelope (expected app_key, events, device_id, user_id or a dimension)",
-        ));
-    }
-    let defaults = batch_defaults(&envelope)?;
+    let defaults = batch_defaults(&envelope);
     let mut batch = Batch {
         app_key,
         accepted: Vec::with_capacity(events.len()),
         rejected: Vec::new(),
         clamped: 0,
+        warnings: Vec::new(),
     };
+    for key in envelope.keys() {
+        if !BATCH_FIELDS.contains(&key.as_str()) {
+            batch.warnings.push(format!(
+                "envelope field `{key}` is not part of the contract and was ignored"
+            ));
+        }
+    }
     for (index, value) in events.into_iter().enumerate() {
         let Value::Object(fields) = value else {
             batch.rejected.push(Rejection {
@@ -207,6 +210,7 @@ pub fn parse_single(
         accepted: Vec::new(),
         rejected: Vec::new(),
         clamped: 0,
+        warnings: Vec::new(),
     };
     match parse_event(fields, Some(implied), &Defaults::default(), now, limits) {
         Ok((event, clamped)) => {
@@ -280,12 +284,39 @@ struct Defaults {
     device_id: Option<String>,
     user_id: Option<String>,
     dims: Dimensions,
+    /// Batch-level fields whose value is not acceptable, with the reason: an event that
+    /// would inherit one is rejected on that field; events with their own value are not
+    /// affected.
+    invalid: Vec<(&'static str, String)>,
 }
 
-fn batch_defaults(envelope: &Map<String, Value>) -> Result<Defaults, EnvelopeError> {
+impl Defaults {
+    /// The fault for an event that lacks its own `field` and would inherit a bad one.
+    fn inherited_fault(&self, field: &str) -> Option<FieldFault> {
+        self.invalid
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(name, reason)| fault(name, format!("(batch-level value) {reason}")))
+    }
+}
+
+fn batch_defaults(envelope: &Map<String, Value>) -> Defaults {
     let mut defaults = Defaults::default();
     for (name, value) in envelope {
-        let parsed = optional_id(value).map_err(|reason| field_error(name, reason))?;
+        let Some(field) = BATCH_FIELDS
+            .iter()
+            .copied()
+            .find(|f| *f == name && !matches!(*f, "app_key" | "events"))
+        else {
+            continue;
+        };
+        let parsed = match optional_id(value) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                defaults.invalid.push((field, reason));
+                continue;
+            }
+        };
         match name.as_str() {
             "device_id" => defaults.device_id = parsed,
             "user_id" => defaults.user_id = parsed,
@@ -296,7 +327,7 @@ fn batch_defaults(envelope: &Map<String, Value>) -> Result<Defaults, EnvelopeErr
             }
         }
     }
-    Ok(defaults)
+    defaults
 }
 
 type FieldFault = (String, String);
@@ -344,22 +375,33 @@ fn parse_event(
     };
 
     let (ts_ms, clamped) = parse_ts(fields.remove("ts"), now, limits)?;
-    let device_id = match fields.remove("device_id") {
+    let own_device = match fields.remove("device_id") {
         Some(value) => optional_id(&value).map_err(|r| fault("device_id", r))?,
         None => None,
+    };
+    if own_device.is_none()
+        && let Some(f) = defaults.inherited_fault("device_id")
+    {
+        return Err(f);
     }
-    .or_else(|| defaults.device_id.clone())
-    .ok_or_else(|| {
-        fault(
-            "device_id",
-            "is missing (give it per event or for the batch)",
-        )
-    })?;
-    let user_id = match fields.remove("user_id") {
+    let device_id = own_device
+        .or_else(|| defaults.device_id.clone())
+        .ok_or_else(|| {
+            fault(
+                "device_id",
+                "is missing (give it per event or for the batch)",
+            )
+        })?;
+    let own_user = match fields.remove("user_id") {
         Some(value) => optional_id(&value).map_err(|r| fault("user_id", r))?,
         None => None,
+    };
+    if own_user.is_none()
+        && let Some(f) = defaults.inherited_fault("user_id")
+    {
+        return Err(f);
     }
-    .or_else(|| defaults.user_id.clone());
+    let user_id = own_user.or_else(|| defaults.user_id.clone());
     let event_id = match fields.remove("event_id") {
         Some(value) => optional_id(&value).map_err(|r| fault("event_id", r))?,
         None => None,
@@ -371,6 +413,13 @@ fn parse_event(
             if let Some(slot) = dims.slot_mut(name) {
                 *slot = parsed;
             }
+        }
+    }
+    for (name, value) in dims.iter() {
+        if value.is_none()
+            && let Some(f) = defaults.inherited_fault(name)
+        {
+            return Err(f);
         }
     }
     dims.fill_from(&defaults.dims);
@@ -524,9 +573,15 @@ fn parse_ts(
     let ts = match value {
         None => return Err(fault("ts", "is missing")),
         Some(Value::Number(n)) => {
-            let ms = n
-                .as_i64()
-                .ok_or_else(|| fault("ts", "must be whole epoch milliseconds"))?;
+            // Whole milliseconds, or a fraction of one (floored: sub-millisecond
+            // precision is not kept).
+            let ms = match n.as_i64() {
+                Some(ms) => ms,
+                None => match n.as_f64() {
+                    Some(f) if f.is_finite() && f.abs() < 9.0e15 => f.floor() as i64,
+                    _ => return Err(fault("ts", "must be epoch milliseconds")),
+                },
+            };
             Timestamp::from_millisecond(ms)
                 .map_err(|_| fault("ts", format!("{ms} is out of range")))?
         }

@@ -164,3 +164,19 @@ fn seed_spreads_hashed_values() {
     assert_eq!(out("job-a"), out("job-a"));
     assert_ne!(out("1"), out("2"));
 }
+
+#[test]
+fn seed_is_hashed_like_the_scheduler_hashes_job_ids() {
+    // A numeric job id is still an id: `--seed 42` must show what job `42` gets.
+    for job_id in ["42", "nightly-backup"] {
+        let expected =
+            sundial_cron::Schedule::parse_with_seed("H H * * *", sundial_cron::hash_seed(job_id))
+                .expect("valid")
+                .to_string();
+        cron()
+            .args(["check", "H H * * *", "--seed", job_id])
+            .assert()
+            .success()
+            .stdout(format!("valid: {expected}\n"));
+    }
+}

@@ -67,8 +67,9 @@ enum CronCommand {
 
 #[derive(Args, Debug)]
 struct SeedArg {
-    /// Seed for hashed `H` values: a number, or any text such as a job id (hashed).
-    #[arg(long, value_name = "S")]
+    /// Seed for hashed `H` values: the job id. It is hashed exactly as the scheduler
+    /// hashes a job's id, so the times shown are the ones that job gets.
+    #[arg(long, value_name = "JOB_ID")]
     seed: Option<String>,
 }
 
@@ -76,7 +77,7 @@ impl SeedArg {
     fn value(&self) -> u64 {
         match &self.seed {
             None => 0,
-            Some(s) => s.parse().unwrap_or_else(|_| sundial_cron::hash_seed(s)),
+            Some(job_id) => sundial_cron::hash_seed(job_id),
         }
     }
 }

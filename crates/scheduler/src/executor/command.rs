@@ -4,7 +4,9 @@
 //! whole tree it started (SIGTERM to the group, then SIGKILL after a grace period), and
 //! so does the end of the run: once the program itself exits, whatever it left running
 //! in its group is killed, so a job never leaks processes into the next fire. A program
-//! that detaches on purpose (`setsid`) leaves the group and is not followed.
+//! that detaches on purpose (`setsid`) leaves the group and is not followed; if it keeps
+//! the output pipes open, its output is read for at most `kill_grace` after the program
+//! ends, so the run still ends with the program.
 //!
 //! Standard output and standard error are read as they come and interleaved into one
 //! bounded tail: memory stays under `output_cap` however much the program writes, and the
@@ -192,8 +194,19 @@ pub async fn run(
     if let Some(pgid) = group {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    for reader in readers {
-        let _ = reader.await;
+    // A process that left the group (`setsid`) may still hold the pipes open; its output
+    // is not waited for beyond the grace period, so the run ends when its program does.
+    let drain_deadline = tokio::time::Instant::now() + spec.kill_grace;
+    for mut reader in readers {
+        if tokio::time::timeout_at(drain_deadline, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+            tracing::debug!(
+                "output still open after the run ended (a detached process?); not waiting"
+            );
+        }
     }
     let duration = started.elapsed();
     let tail = match Arc::try_unwrap(tail) {
@@ -393,6 +406,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("background process {pid} outlived its job");
+    }
+
+    #[tokio::test]
+    async fn a_detached_process_holding_the_pipes_does_not_hold_the_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("detached.pid");
+        // setsid leaves the process group; the detached sleep inherits stdout.
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 600' & sleep 0.2; echo done",
+            pidfile.display()
+        );
+        let mut spec = sh(&script);
+        spec.kill_grace = Duration::from_millis(300);
+        let started = Instant::now();
+        let outcome = run(
+            &spec,
+            Some(Duration::from_secs(60)),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs");
+        assert!(outcome.end.success());
+        assert!(String::from_utf8_lossy(&outcome.output).contains("done"));
+        // Clean up the detached process before asserting anything else.
+        if let Ok(text) = std::fs::read_to_string(&pidfile)
+            && let Ok(pid) = text.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // Without the bound this run would last as long as the detached sleep (600 s).
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
