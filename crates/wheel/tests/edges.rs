@@ -166,3 +166,42 @@ fn slots_are_reused_without_growing() {
     }
     assert_eq!(w.capacity(), before, "the slab never grows once warm");
 }
+
+#[test]
+fn list_memory_follows_the_pending_timers() {
+    // 100,000 timers in one level-2 slot, then all but ten cancelled in a scrambled
+    // order: the slot's index vector must give its memory back, and the ten survivors
+    // (whose positions moved with every swap_remove) must still fire exactly.
+    let mut w = Wheel::with_capacity(100_000);
+    let keys: Vec<TimerKey> = (0..100_000u64).map(|i| w.insert(300_000, i)).collect();
+    let full = w.allocated_bytes();
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let (survivors, cancelled) = order.split_at(10);
+    for &i in cancelled {
+        assert_eq!(w.cancel(keys[i]), Some(i as u64));
+    }
+    // Slab and the fixed list headers aside, what the lists hold.
+    let fixed = w.capacity() * Wheel::<u64>::entry_size() + Wheel::<u64>::new().allocated_bytes();
+    let (before, after) = (full - fixed, w.allocated_bytes() - fixed);
+    assert!(before >= 400_000, "{before}");
+    assert!(
+        after < before / 100,
+        "list memory kept after cancelling: {after} of {before} bytes"
+    );
+    let mut fired = Vec::new();
+    w.advance_to(299_999, &mut fired);
+    assert!(fired.is_empty());
+    w.advance_to(300_000, &mut fired);
+    let mut got: Vec<u64> = fired.iter().map(|&(_, v)| v).collect();
+    got.sort_unstable();
+    let mut want: Vec<u64> = survivors.iter().map(|&i| i as u64).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
