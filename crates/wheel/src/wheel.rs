@@ -339,7 +339,8 @@ impl<T> Wheel<T> {
             + self.lists.iter().map(|l| l.capacity() * 4).sum::<usize>()
     }
 
-    /// Size of one slab entry, i.e. the per-timer cost inside the wheel.
+    /// Size of one slab entry. A pending timer also takes 4 bytes (its index) in its
+    /// slot's list vector.
     #[must_use]
     pub const fn entry_size() -> usize {
         std::mem::size_of::<Entry<T>>()
