@@ -138,7 +138,7 @@ pub enum ErrorKind {
     Reboot,
     /// A malformed `@every` duration.
     #[error(
-        "invalid duration `{text}`: expected a positive duration such as `90s`, `15m`, `1h30m` or `2d` (units d, h, m, s, ms)"
+        "invalid duration `{text}`: expected a positive duration of at most 100 years such as `90s`, `15m`, `1h30m` or `2d` (units d, h, m, s, ms)"
     )]
     Duration {
         /// The offending text.

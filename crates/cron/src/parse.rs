@@ -727,7 +727,12 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Parses `1h30m`, `90s`, `500ms`, `2d`: one or more number+unit pairs, total > 0.
+/// The longest `@every` interval: 100 years (36,500 days). Longer ones could never fire
+/// inside the supported calendar (1970–2199) in any useful way and overflow instants.
+const MAX_EVERY: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Parses `1h30m`, `90s`, `500ms`, `2d`: one or more number+unit pairs, total in
+/// `(0, MAX_EVERY]`.
 fn parse_duration(s: &str) -> Option<Duration> {
     let bytes = s.as_bytes();
     let mut i = 0;
@@ -753,7 +758,7 @@ fn parse_duration(s: &str) -> Option<Duration> {
         };
         total = total.checked_add(d)?;
     }
-    (!total.is_zero()).then_some(total)
+    (!total.is_zero() && total <= MAX_EVERY).then_some(total)
 }
 
 #[cfg(test)]
@@ -772,6 +777,9 @@ mod tests {
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
         assert_eq!(parse_duration("99999999999999999999d"), None);
+        assert_eq!(parse_duration("36500d"), Some(MAX_EVERY));
+        assert_eq!(parse_duration("36500d1s"), None);
+        assert_eq!(parse_duration("1000000000000000h"), None);
     }
 
     #[test]
