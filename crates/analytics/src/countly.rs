@@ -85,7 +85,7 @@ use crate::event::{
     Dimensions, Event, EventKind, MAX_DURATION_SECS, MAX_ID_BYTES, MAX_SEGMENT_VALUE_BYTES,
     MAX_SEGMENTS,
 };
-use crate::ingest::Limits;
+use crate::ingest::{Limits, kind_of};
 
 /// The HTTP status every Countly answer is sent with.
 pub const REPLY_STATUS: u16 = 200;
@@ -1401,17 +1401,6 @@ fn describe(value: &Value) -> String {
     match value {
         Value::String(s) => format!("`{}`", cut(s, 32)),
         other => kind_of(other).to_owned(),
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

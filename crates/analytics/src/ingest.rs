@@ -636,7 +636,8 @@ fn optional_id(value: &Value) -> Result<Option<String>, String> {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+/// "a string", "an array", …: what a JSON value is, for messages.
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
