@@ -118,6 +118,8 @@ pub struct LogStats {
     pub bytes: u64,
     /// Group commits (one write and one `fdatasync` each) since the log was opened;
     /// appends divided by this is the average number of batches sharing an `fdatasync`.
+    /// A commit is counted when its `fdatasync` returns, which with several syncs in
+    /// flight can be shortly after a later sync already acknowledged its appends.
     pub commits: u64,
 }
 

@@ -130,7 +130,14 @@ async fn a_tiny_queue_applies_backpressure_and_rejects_what_can_never_fit() {
         h.await.unwrap();
     }
     assert_eq!(log.durable_end(), 16 * 10 * 2);
-    // commit_bytes = 1 closes every group commit after its first batch.
+    // commit_bytes = 1 closes every group commit after its first batch: 160 commits.
+    // A commit is counted when its own fdatasync returns; with several syncs in flight a
+    // later sync may acknowledge earlier rounds first, so the count can trail the last
+    // acknowledgement briefly. Wait for it (bounded), and it must never overshoot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.stats().commits < 160 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(log.stats().commits, 160);
     log.verify().unwrap();
 }
