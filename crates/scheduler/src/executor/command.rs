@@ -340,6 +340,23 @@ mod tests {
                 .unwrap_or(true)
     }
 
+    /// Reads the pid a test script wrote and waits (up to 1 s) for that process to be
+    /// gone; panics with `what` if it is still alive.
+    async fn assert_gone(pidfile: &std::path::Path, what: &str) {
+        let pid: i32 = std::fs::read_to_string(pidfile)
+            .expect("the script wrote its pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        for _ in 0..50 {
+            if !alive(pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{what}: pid {pid}");
+    }
+
     #[tokio::test]
     async fn timeout_kills_the_whole_group() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -359,18 +376,7 @@ mod tests {
         .await
         .expect("runs");
         assert_eq!(outcome.end, CommandEnd::TimedOut);
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .expect("child wrote its pid")
-            .trim()
-            .parse()
-            .expect("pid");
-        for _ in 0..50 {
-            if !alive(pid) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("grandchild {pid} survived the timeout");
+        assert_gone(&pidfile, "grandchild survived the timeout").await;
     }
 
     #[tokio::test]
@@ -394,18 +400,7 @@ mod tests {
             .await
             .expect("runs");
         assert!(outcome.end.success());
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .expect("pid")
-            .trim()
-            .parse()
-            .expect("pid");
-        for _ in 0..50 {
-            if !alive(pid) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("background process {pid} outlived its job");
+        assert_gone(&pidfile, "background process outlived its job").await;
     }
 
     #[tokio::test]
