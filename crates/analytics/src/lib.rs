@@ -5,10 +5,13 @@
 //! driver, no bus client. Those live in `sundial-server`, `sundial-storage-sql` and
 //! `sundial-bus`, behind the traits defined here.
 
+pub mod aggregate;
 pub mod app;
+pub mod bus;
 pub mod countly;
 pub mod event;
 pub mod ingest;
+pub mod record;
 pub mod store;
 
 pub use app::{App, AppError, NewApp};

@@ -1,4 +1,6 @@
-//! Sundial's event bus backends. For now: [`LocalLog`], the embedded default.
+//! Sundial's event bus backends: [`LocalLog`] (the embedded default, also as
+//! [`LocalBus`], the analytics [`Bus`](sundial_analytics::bus::Bus)) and [`NatsBus`]
+//! (NATS JetStream, for scale-out).
 //!
 //! `LocalLog` is an append-only log of opaque records in a directory. Records get dense
 //! `u64` offsets starting at 0. It is built for the analytics ingest path, where an HTTP
@@ -65,14 +67,18 @@
 
 mod error;
 mod format;
+mod local_bus;
 mod log;
+mod nats;
 mod options;
 mod retention;
 mod segment;
 mod writer;
 
 pub use error::{Error, Result};
+pub use local_bus::LocalBus;
 pub use log::{LocalLog, LogStats, Reader, RecoveryReport};
+pub use nats::{NatsBus, NatsOptions};
 pub use options::{Options, Retention};
 pub use retention::RetentionReport;
 

@@ -24,7 +24,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Names of the top-level sections, used to map `SUNDIAL_<SECTION>_<KEY>` variables.
-const SECTIONS: &[&str] = &["log", "store"];
+const SECTIONS: &[&str] = &["log", "store", "serve", "ingest"];
 
 /// The name figment gives the command-line layer, used in error messages.
 const FLAGS_SOURCE: &str = "command-line flags";
@@ -50,6 +50,10 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     /// The analytics store (`[store]`).
     pub(crate) store: StoreConfig,
+    /// The analytics server (`[serve]`).
+    pub(crate) serve: ServeConfig,
+    /// Ingest limits (`[ingest]`).
+    pub(crate) ingest: IngestConfig,
 }
 
 impl Default for Config {
@@ -58,6 +62,67 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log: LogConfig::default(),
             store: StoreConfig::default(),
+            serve: ServeConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+/// The `[serve]` section: what `sundial serve` runs and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServeConfig {
+    /// Address the HTTP server listens on.
+    pub(crate) listen: String,
+    /// The event bus: `local` (a segment log in `data_dir/bus`) or `nats://HOST:PORT`.
+    pub(crate) bus: String,
+    /// Which roles this process runs.
+    pub(crate) role: Role,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            bus: "local".to_owned(),
+            role: Role::All,
+        }
+    }
+}
+
+/// The roles of a `sundial serve` process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    /// Ingest and aggregation in one process (the default).
+    All,
+    /// HTTP ingest only: events go to the bus.
+    Ingest,
+    /// Aggregation only: bus to store (HTTP serves health and metrics).
+    Aggregate,
+}
+
+/// The `[ingest]` section: limits of the ingest endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct IngestConfig {
+    /// Largest request body in bytes, after decompression (413 beyond).
+    pub(crate) max_body_bytes: u64,
+    /// Most events in one request (413 beyond).
+    pub(crate) max_events: u32,
+    /// Events older than this many days are rejected.
+    pub(crate) max_age_days: u32,
+    /// Requests per second per app; 0 means unlimited (429 beyond).
+    pub(crate) rate_limit_per_sec: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_events: 1_000,
+            max_age_days: 30,
+            rate_limit_per_sec: 0,
         }
     }
 }
@@ -112,6 +177,19 @@ pub(crate) struct Overrides {
     pub(crate) log: Option<LogOverrides>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) store: Option<StoreOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) serve: Option<ServeOverrides>,
+}
+
+/// Flag overrides of the `[serve]` section.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct ServeOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bus: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) role: Option<Role>,
 }
 
 /// Flag overrides of the `[store]` section.
@@ -199,6 +277,51 @@ impl Config {
                          SQLite in the data directory)"
                     .to_owned(),
             });
+        }
+        if self.serve.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Value {
+                key: "serve.listen",
+                source_name: source_of(figment, "serve.listen"),
+                reason: format!(
+                    "`{}` is not an address; use HOST:PORT such as 127.0.0.1:8080",
+                    self.serve.listen
+                ),
+            });
+        }
+        let bus = &self.serve.bus;
+        if !(bus == "local" || bus.starts_with("nats://")) {
+            return Err(ConfigError::Value {
+                key: "serve.bus",
+                source_name: source_of(figment, "serve.bus"),
+                reason: format!("`{bus}` is not a bus; use local or nats://HOST:PORT"),
+            });
+        }
+        let ingest = &self.ingest;
+        let checks: [(&'static str, bool, &str); 3] = [
+            (
+                "ingest.max_body_bytes",
+                ingest.max_body_bytes >= 1024,
+                "must be at least 1024",
+            ),
+            (
+                "ingest.max_events",
+                ingest.max_events >= 1,
+                "must be at least 1",
+            ),
+            (
+                "ingest.max_age_days",
+                (1..=3650).contains(&ingest.max_age_days),
+                "must be between 1 and 3650",
+            ),
+        ];
+        for (key, ok, reason) in checks {
+            if !ok {
+                return Err(ConfigError::Value {
+                    key,
+                    source_name: source_of(figment, key),
+                    reason: reason.to_owned(),
+                });
+            }
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Value {
@@ -380,6 +503,15 @@ mod tests {
             },
             store: StoreConfig {
                 url: "postgres://sundial@db/sundial".into(),
+            },
+            serve: ServeConfig {
+                listen: "0.0.0.0:9000".into(),
+                bus: "nats://127.0.0.1:4222".into(),
+                role: Role::Ingest,
+            },
+            ingest: IngestConfig {
+                rate_limit_per_sec: 50,
+                ..IngestConfig::default()
             },
         };
         let back: Config = toml::from_str(&config.to_toml()).expect("round trip");

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat, LogOverrides, Overrides, StoreOverrides};
+use crate::config::{Config, LogFormat, LogOverrides, Overrides, ServeOverrides, StoreOverrides};
 
 /// Sundial: a scheduled-task framework and a self-hosted mobile analytics platform.
 #[derive(Parser, Debug)]
@@ -47,6 +47,8 @@ enum Command {
     Config(cmd::config::ConfigArgs),
     /// Cron expressions: next fire times, validation, plain-language explanations.
     Cron(cmd::cron::CronArgs),
+    /// Run the analytics platform: ingest HTTP API, event bus, aggregator, store.
+    Serve(cmd::serve::ServeArgs),
 }
 
 impl Command {
@@ -54,6 +56,7 @@ impl Command {
     fn store_args(&self) -> Option<&cmd::StoreArgs> {
         match self {
             Command::App(args) => Some(args.store_args()),
+            Command::Serve(args) => Some(&args.store),
             Command::Config(_) | Command::Cron(_) => None,
         }
     }
@@ -71,6 +74,14 @@ fn main() -> ExitCode {
         store: store_args
             .store_url
             .map(|url| StoreOverrides { url: Some(url) }),
+        serve: match &cli.command {
+            Command::Serve(args) => Some(ServeOverrides {
+                listen: args.listen.clone(),
+                bus: args.bus.clone(),
+                role: args.role,
+            }),
+            _ => None,
+        },
     };
     let config = match Config::load(cli.config.as_deref(), &overrides) {
         Ok(config) => config,
@@ -88,6 +99,7 @@ fn main() -> ExitCode {
         Command::App(args) => cmd::app::run(args, &config),
         Command::Config(args) => cmd::config::run(args, &config),
         Command::Cron(args) => cmd::cron::run(args),
+        Command::Serve(_) => cmd::serve::run(&config),
     };
     match result {
         Ok(code) => code,

@@ -42,16 +42,6 @@ macro_rules! columns {
     };
 }
 
-/// Runs the same query text on whichever backend the store has.
-macro_rules! on_backend {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($pool) => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
 #[async_trait]
 impl Store for SqlStore {
     async fn create_app(&self, app: NewApp) -> Result<App, StoreError> {

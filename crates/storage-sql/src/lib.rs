@@ -10,6 +10,17 @@
 //! Queries are written once where both dialects agree (`$1` placeholders work on both)
 //! and per backend where they do not.
 
+/// Runs the same query text on whichever backend the store has.
+macro_rules! on_backend {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+mod aggregates;
 mod apps;
 
 use std::path::Path;

@@ -1,0 +1,706 @@
+//! The aggregator: turns bus messages into the store's aggregates, exactly once.
+//!
+//! [`Aggregator::apply`] takes a batch of [`BusMessage`]s, works out every change in
+//! memory ([`Changes`]) and hands them to [`AggregateStore::commit`] together with the
+//! consumer position that follows the batch, which the store writes in **one
+//! transaction**. A crash before that commit replays the batch; after it, the position
+//! has moved on. Either way each message counts once.
+//!
+//! What is kept (see `docs/storage.md` for the tables):
+//! - per app, a dense device number (`u32`, from 0) for each `device_id`, with the
+//!   device's first-seen instant and day; a late event earlier than that moves both back
+//!   (and the device from `new` of its old day to `new` of the true one);
+//! - per day, sets of device numbers (roaring bitmaps): `active` (any event), `new`
+//!   (first-seen on that day), active per breakdown dimension value and per hour of day;
+//!   each batch writes only the members it added, as a delta row with a sequence number,
+//!   and a key with many deltas is rewritten whole (compacted) in the same transaction;
+//! - counters per day × dimension value (launches, usage seconds, usage reports), per
+//!   day × hour (launches, new users), per day × custom event name × segment;
+//! - the distinct `user_id`s of each app (registered users);
+//! - the `event_id`s seen, so that an SDK's retry is accepted but counted once.
+//!
+//! A *day* is the calendar day of the event's client timestamp in the app's IANA time
+//! zone, as days since 1970-01-01 ([`Day`]); hours likewise. Days of 23 or 25 hours come
+//! out right because the offset in force at each instant is applied.
+//!
+//! Invariants: the in-memory caches (devices, sets, users) always equal what the store
+//! holds after the last successful commit. If a commit fails, [`Aggregator::reset`]
+//! must be called (the caller replays from the store's position), because the caches
+//! already contain the failed batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use roaring::RoaringBitmap;
+
+use crate::bus::BusMessage;
+use crate::event::{Event, EventKind};
+use crate::record::{EventRecord, RecordError};
+use crate::store::StoreError;
+
+/// A calendar day in an app's zone: days since 1970-01-01.
+pub type Day = i32;
+
+/// The dimensions that get per-value counters and active sets.
+pub const BREAKDOWN_DIMENSIONS: [&str; 5] = [
+    "platform",
+    "app_version",
+    "channel",
+    "os_version",
+    "country",
+];
+
+/// A set key's kind.
+pub const SET_ACTIVE: &str = "active";
+/// Devices whose first-seen day is the key's day.
+pub const SET_NEW: &str = "new";
+
+/// After this many delta rows a set is rewritten as one row.
+pub const COMPACT_AFTER_DELTAS: i32 = 64;
+
+/// Most set keys kept in memory before the cache is dropped and rebuilt on demand.
+const MAX_CACHED_SETS: usize = 50_000;
+
+/// Identifies one unique-device set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetKey {
+    /// The app.
+    pub app_id: i64,
+    /// The day.
+    pub day: Day,
+    /// [`SET_ACTIVE`] or [`SET_NEW`].
+    pub kind: &'static str,
+    /// Empty for the total; a breakdown dimension, or `hour`.
+    pub dim: &'static str,
+    /// The dimension's value (empty when the device did not report it; `0`–`23` for
+    /// hours).
+    pub value: String,
+}
+
+/// A device as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Its app.
+    pub app_id: i64,
+    /// Dense number within the app.
+    pub device_no: u32,
+    /// The SDK's device id.
+    pub device_id: String,
+    /// Earliest event timestamp seen (epoch ms).
+    pub first_ts_ms: i64,
+    /// That instant's day in the app's zone.
+    pub first_day: Day,
+}
+
+/// A stored set: its members and the next delta sequence number.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredSet {
+    /// Members (base row and deltas applied in order).
+    pub members: RoaringBitmap,
+    /// The sequence number the next delta row gets.
+    pub next_seq: i32,
+}
+
+/// A change to one set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetChange {
+    /// Append a delta row.
+    Delta {
+        /// The set.
+        key: SetKey,
+        /// Its sequence number.
+        seq: i32,
+        /// Members added.
+        added: RoaringBitmap,
+        /// Members removed (a device whose first day moved back leaves `new` of the old
+        /// day).
+        removed: RoaringBitmap,
+    },
+    /// Replace every row of the set by one row (sequence 0) holding `members`.
+    Compact {
+        /// The set.
+        key: SetKey,
+        /// Its members.
+        members: RoaringBitmap,
+    },
+}
+
+/// Counter increments for one day × dimension value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DayCounts {
+    /// `open_app` events.
+    pub launches: i64,
+    /// Sum of `usage_time` durations.
+    pub usage_secs: f64,
+    /// `usage_time` events.
+    pub usage_reports: i64,
+}
+
+/// Counter increments for one day × hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HourCounts {
+    /// `open_app` events in that hour.
+    pub launches: i64,
+    /// Devices first seen in that hour (negative when devices moved away).
+    pub new_users: i64,
+}
+
+/// Counter increments for one custom event name (and segment) on one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EventCounts {
+    /// Sum of `count`.
+    pub count: i64,
+    /// Sum of `sum`.
+    pub sum: f64,
+    /// Sum of `dur`.
+    pub dur_secs: f64,
+}
+
+/// `(app, day, dimension, value)`; dimension and value empty for the total.
+pub type DayCounterKey = (i64, Day, &'static str, String);
+/// `(app, day, hour)`.
+pub type HourCounterKey = (i64, Day, u8);
+/// `(app, day, name, segment key, segment value)`; the segment empty for the total.
+pub type EventCounterKey = (i64, Day, String, String, String);
+
+/// Everything one batch changes; applied by the store in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Devices to insert or whose first-seen moved (upsert by app and number).
+    pub devices: Vec<DeviceRow>,
+    /// Set rows to write.
+    pub sets: Vec<SetChange>,
+    /// Day counter increments.
+    pub day_counters: BTreeMap<DayCounterKey, DayCounts>,
+    /// Hour counter increments.
+    pub hour_counters: BTreeMap<HourCounterKey, HourCounts>,
+    /// Custom event counter increments.
+    pub event_counters: BTreeMap<EventCounterKey, EventCounts>,
+    /// New `(app, user_id, first ts)`.
+    pub users: Vec<(i64, String, i64)>,
+    /// `(app, event_id, ts)` to remember for de-duplication.
+    pub event_ids: Vec<(i64, String, i64)>,
+    /// Events counted in this batch.
+    pub events_counted: u64,
+    /// Events skipped as duplicates.
+    pub duplicates: u64,
+}
+
+/// What the aggregator needs from a store.
+#[async_trait]
+pub trait AggregateStore: Send + Sync {
+    /// The first bus position not yet applied by `consumer` (0 when it never ran).
+    async fn consumer_position(&self, consumer: &str) -> Result<u64, StoreError>;
+    /// The app's time zone name, or `None` if the app does not exist.
+    async fn app_timezone(&self, app_id: i64) -> Result<Option<String>, StoreError>;
+    /// Every device of an app.
+    async fn load_devices(&self, app_id: i64) -> Result<Vec<DeviceRow>, StoreError>;
+    /// Every `user_id` of an app.
+    async fn load_users(&self, app_id: i64) -> Result<Vec<String>, StoreError>;
+    /// One set as stored (empty with `next_seq` 0 when absent).
+    async fn load_set(&self, key: &SetKey) -> Result<StoredSet, StoreError>;
+    /// Which of these event ids the app has already counted.
+    async fn known_event_ids(
+        &self,
+        app_id: i64,
+        ids: &[String],
+    ) -> Result<HashSet<String>, StoreError>;
+    /// Applies `changes` and sets `consumer`'s position to `next`, atomically.
+    async fn commit(&self, changes: &Changes, consumer: &str, next: u64) -> Result<(), StoreError>;
+}
+
+/// Why a batch could not be applied. After any error, call [`Aggregator::reset`].
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    /// A message did not decode.
+    #[error("bus message at position {position}: {source}")]
+    Record {
+        /// Its position.
+        position: u64,
+        /// Why.
+        #[source]
+        source: RecordError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+struct AppState {
+    tz: TimeZone,
+    devices: HashMap<String, DeviceInfo>,
+    next_device_no: u32,
+    users: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DeviceInfo {
+    no: u32,
+    first_ts_ms: i64,
+}
+
+/// What one batch reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Messages applied.
+    pub messages: usize,
+    /// Events counted.
+    pub events: u64,
+    /// Events skipped as duplicates of an earlier `event_id`.
+    pub duplicates: u64,
+    /// Events of apps that no longer exist (skipped).
+    pub orphaned: u64,
+}
+
+/// The aggregator's state: caches of what the store holds.
+#[derive(Debug)]
+pub struct Aggregator {
+    consumer: String,
+    apps: HashMap<i64, Option<AppState>>,
+    sets: HashMap<SetKey, StoredSet>,
+}
+
+/// The day and hour of `ts_ms` in `tz`.
+pub fn day_and_hour(ts_ms: i64, tz: &TimeZone) -> (Day, u8) {
+    let ts = Timestamp::from_millisecond(ts_ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    let offset = tz.to_offset(ts).seconds();
+    let local = ts.as_second() + i64::from(offset);
+    let day = local.div_euclid(86_400);
+    let hour = local.rem_euclid(86_400) / 3_600;
+    // Event timestamps are validated to recent instants: both fit.
+    (
+        i32::try_from(day).unwrap_or(i32::MAX),
+        u8::try_from(hour).unwrap_or(0),
+    )
+}
+
+impl Aggregator {
+    /// An aggregator that commits its position as `consumer`.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        Aggregator {
+            consumer: consumer.into(),
+            apps: HashMap::new(),
+            sets: HashMap::new(),
+        }
+    }
+
+    /// The consumer name positions are committed under.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Forgets every cache; the next batch reloads what it needs from the store.
+    pub fn reset(&mut self) {
+        self.apps.clear();
+        self.sets.clear();
+    }
+
+    /// Applies `messages` (in position order) and commits them with the position after
+    /// the last one.
+    pub async fn apply(
+        &mut self,
+        store: &dyn AggregateStore,
+        messages: &[BusMessage],
+    ) -> Result<BatchReport, AggregateError> {
+        let Some(last) = messages.last() else {
+            return Ok(BatchReport::default());
+        };
+        let next = last.position + 1;
+        let mut records = Vec::with_capacity(messages.len());
+        for message in messages {
+            let record =
+                EventRecord::decode(&message.payload).map_err(|source| AggregateError::Record {
+                    position: message.position,
+                    source,
+                })?;
+            records.push(record);
+        }
+        let mut report = BatchReport {
+            messages: messages.len(),
+            ..BatchReport::default()
+        };
+        let mut changes = Changes::default();
+        let mut batch = BatchState::default();
+
+        // Load what the batch touches: apps, and which event ids were counted before.
+        let mut ids_by_app: HashMap<i64, Vec<String>> = HashMap::new();
+        for record in &records {
+            self.ensure_app(store, record.app_id).await?;
+            for event in &record.events {
+                if let Some(id) = &event.event_id {
+                    ids_by_app
+                        .entry(record.app_id)
+                        .or_default()
+                        .push(id.clone());
+                }
+            }
+        }
+        let mut known: HashMap<i64, HashSet<String>> = HashMap::new();
+        for (app_id, ids) in &ids_by_app {
+            known.insert(*app_id, store.known_event_ids(*app_id, ids).await?);
+        }
+
+        for record in &records {
+            let Some(Some(app)) = self.apps.get_mut(&record.app_id) else {
+                report.orphaned += record.events.len() as u64;
+                continue;
+            };
+            for event in &record.events {
+                if let Some(id) = &event.event_id {
+                    let seen_before = known.get(&record.app_id).is_some_and(|k| k.contains(id));
+                    if seen_before || !batch.event_ids.insert((record.app_id, id.clone())) {
+                        changes.duplicates += 1;
+                        continue;
+                    }
+                    changes
+                        .event_ids
+                        .push((record.app_id, id.clone(), event.ts_ms));
+                }
+                count_event(record.app_id, app, event, &mut changes, &mut batch);
+                changes.events_counted += 1;
+            }
+        }
+
+        // Turn the batch's set additions into delta rows, loading sets on first touch.
+        if self.sets.len() > MAX_CACHED_SETS {
+            self.sets.clear();
+        }
+        for (key, delta) in batch.sets {
+            if !self.sets.contains_key(&key) {
+                let stored = store.load_set(&key).await?;
+                self.sets.insert(key.clone(), stored);
+            }
+            let Some(cached) = self.sets.get_mut(&key) else {
+                continue;
+            };
+            let added = &delta.added - &cached.members;
+            let removed = &delta.removed & &cached.members;
+            if added.is_empty() && removed.is_empty() {
+                continue;
+            }
+            cached.members |= &added;
+            cached.members -= &removed;
+            if cached.next_seq >= COMPACT_AFTER_DELTAS {
+                changes.sets.push(SetChange::Compact {
+                    key,
+                    members: cached.members.clone(),
+                });
+                cached.next_seq = 1;
+            } else {
+                changes.sets.push(SetChange::Delta {
+                    key,
+                    seq: cached.next_seq,
+                    added,
+                    removed,
+                });
+                cached.next_seq += 1;
+            }
+        }
+
+        report.events = changes.events_counted;
+        report.duplicates = changes.duplicates;
+        store.commit(&changes, &self.consumer, next).await?;
+        Ok(report)
+    }
+
+    async fn ensure_app(
+        &mut self,
+        store: &dyn AggregateStore,
+        app_id: i64,
+    ) -> Result<(), AggregateError> {
+        if self.apps.contains_key(&app_id) {
+            return Ok(());
+        }
+        let Some(zone) = store.app_timezone(app_id).await? else {
+            self.apps.insert(app_id, None);
+            return Ok(());
+        };
+        // Zones are validated when an app is created; fall back to UTC if the bundled
+        // database ever lost one, rather than stopping the pipeline.
+        let tz = TimeZone::get(&zone).unwrap_or(TimeZone::UTC);
+        let rows = store.load_devices(app_id).await?;
+        let next_device_no = rows.iter().map(|r| r.device_no + 1).max().unwrap_or(0);
+        let devices = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.device_id,
+                    DeviceInfo {
+                        no: r.device_no,
+                        first_ts_ms: r.first_ts_ms,
+                    },
+                )
+            })
+            .collect();
+        let users = store.load_users(app_id).await?.into_iter().collect();
+        self.apps.insert(
+            app_id,
+            Some(AppState {
+                tz,
+                devices,
+                next_device_no,
+                users,
+            }),
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct SetDelta {
+    added: RoaringBitmap,
+    removed: RoaringBitmap,
+}
+
+#[derive(Debug, Default)]
+struct BatchState {
+    sets: BTreeMap<SetKey, SetDelta>,
+    event_ids: HashSet<(i64, String)>,
+    /// Index into `Changes::devices` of each device touched in this batch.
+    device_rows: HashMap<(i64, u32), usize>,
+}
+
+impl BatchState {
+    fn add(&mut self, key: SetKey, device: u32) {
+        let delta = self.sets.entry(key).or_default();
+        delta.added.insert(device);
+        delta.removed.remove(device);
+    }
+
+    fn remove(&mut self, key: SetKey, device: u32) {
+        let delta = self.sets.entry(key).or_default();
+        delta.removed.insert(device);
+        delta.added.remove(device);
+    }
+}
+
+fn set_key(app_id: i64, day: Day, kind: &'static str, dim: &'static str, value: &str) -> SetKey {
+    SetKey {
+        app_id,
+        day,
+        kind,
+        dim,
+        value: value.to_owned(),
+    }
+}
+
+const HOURS: [&str; 24] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    "17", "18", "19", "20", "21", "22", "23",
+];
+
+fn count_event(
+    app_id: i64,
+    app: &mut AppState,
+    event: &Event,
+    changes: &mut Changes,
+    batch: &mut BatchState,
+) {
+    let (day, hour) = day_and_hour(event.ts_ms, &app.tz);
+
+    // The device: new, earlier than its first-seen, or known.
+    let device = match app.devices.get_mut(&event.device_id) {
+        None => {
+            let no = app.next_device_no;
+            app.next_device_no += 1;
+            app.devices.insert(
+                event.device_id.clone(),
+                DeviceInfo {
+                    no,
+                    first_ts_ms: event.ts_ms,
+                },
+            );
+            record_device(
+                app_id,
+                no,
+                &event.device_id,
+                event.ts_ms,
+                day,
+                changes,
+                batch,
+            );
+            batch.add(set_key(app_id, day, SET_NEW, "", ""), no);
+            changes
+                .hour_counters
+                .entry((app_id, day, hour))
+                .or_default()
+                .new_users += 1;
+            no
+        }
+        Some(info) if event.ts_ms < info.first_ts_ms => {
+            let (old_day, old_hour) = day_and_hour(info.first_ts_ms, &app.tz);
+            info.first_ts_ms = event.ts_ms;
+            let no = info.no;
+            record_device(
+                app_id,
+                no,
+                &event.device_id,
+                event.ts_ms,
+                day,
+                changes,
+                batch,
+            );
+            if (old_day, old_hour) != (day, hour) {
+                changes
+                    .hour_counters
+                    .entry((app_id, old_day, old_hour))
+                    .or_default()
+                    .new_users -= 1;
+                changes
+                    .hour_counters
+                    .entry((app_id, day, hour))
+                    .or_default()
+                    .new_users += 1;
+            }
+            if old_day != day {
+                batch.remove(set_key(app_id, old_day, SET_NEW, "", ""), no);
+                batch.add(set_key(app_id, day, SET_NEW, "", ""), no);
+            }
+            no
+        }
+        Some(info) => info.no,
+    };
+
+    if let Some(user) = &event.user_id
+        && !app.users.contains(user)
+    {
+        app.users.insert(user.clone());
+        changes.users.push((app_id, user.clone(), event.ts_ms));
+    }
+
+    // Activity: the total, each breakdown value, the hour.
+    batch.add(set_key(app_id, day, SET_ACTIVE, "", ""), device);
+    batch.add(
+        set_key(app_id, day, SET_ACTIVE, "hour", HOURS[usize::from(hour)]),
+        device,
+    );
+    let values = breakdown_values(event);
+    for (dim, value) in BREAKDOWN_DIMENSIONS.iter().zip(&values) {
+        batch.add(set_key(app_id, day, SET_ACTIVE, dim, value), device);
+    }
+
+    // Counters.
+    let mut bump = |f: &dyn Fn(&mut DayCounts)| {
+        f(changes
+            .day_counters
+            .entry((app_id, day, "", String::new()))
+            .or_default());
+        for (dim, value) in BREAKDOWN_DIMENSIONS.iter().zip(&values) {
+            f(changes
+                .day_counters
+                .entry((app_id, day, dim, (*value).to_owned()))
+                .or_default());
+        }
+    };
+    match &event.kind {
+        EventKind::OpenApp => {
+            bump(&|c| c.launches += 1);
+            changes
+                .hour_counters
+                .entry((app_id, day, hour))
+                .or_default()
+                .launches += 1;
+        }
+        EventKind::UsageTime { duration_secs, .. } => {
+            let secs = *duration_secs;
+            bump(&|c| {
+                c.usage_secs += secs;
+                c.usage_reports += 1;
+            });
+        }
+        EventKind::Custom {
+            name,
+            count,
+            sum,
+            dur_secs,
+            segments,
+        } => {
+            let mut add = |seg_key: &str, seg_value: &str| {
+                let entry = changes
+                    .event_counters
+                    .entry((
+                        app_id,
+                        day,
+                        name.clone(),
+                        seg_key.to_owned(),
+                        seg_value.to_owned(),
+                    ))
+                    .or_default();
+                entry.count += i64::from(*count);
+                entry.sum += *sum;
+                entry.dur_secs += *dur_secs;
+            };
+            add("", "");
+            for (k, v) in segments {
+                add(k, v);
+            }
+        }
+    }
+}
+
+fn breakdown_values(event: &Event) -> [&str; 5] {
+    let d = &event.dims;
+    [
+        d.platform.as_deref().unwrap_or(""),
+        d.app_version.as_deref().unwrap_or(""),
+        d.channel.as_deref().unwrap_or(""),
+        d.os_version.as_deref().unwrap_or(""),
+        d.country.as_deref().unwrap_or(""),
+    ]
+}
+
+fn record_device(
+    app_id: i64,
+    no: u32,
+    device_id: &str,
+    first_ts_ms: i64,
+    first_day: Day,
+    changes: &mut Changes,
+    batch: &mut BatchState,
+) {
+    let row = DeviceRow {
+        app_id,
+        device_no: no,
+        device_id: device_id.to_owned(),
+        first_ts_ms,
+        first_day,
+    };
+    match batch.device_rows.get(&(app_id, no)) {
+        Some(&index) => changes.devices[index] = row,
+        None => {
+            batch
+                .device_rows
+                .insert((app_id, no), changes.devices.len());
+            changes.devices.push(row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_follow_the_zone_and_its_dst() {
+        let ny = TimeZone::get("America/New_York").expect("zone");
+        // 2024-03-10 (spring forward) 23:30 EDT = 2024-03-11T03:30Z.
+        let ts = "2024-03-11T03:30:00Z"
+            .parse::<Timestamp>()
+            .expect("ts")
+            .as_millisecond();
+        let (day, hour) = day_and_hour(ts, &ny);
+        let date = jiff::civil::date(1970, 1, 1)
+            .checked_add(jiff::Span::new().days(i64::from(day)))
+            .expect("date");
+        assert_eq!(date, jiff::civil::date(2024, 3, 10));
+        assert_eq!(hour, 23);
+        let (utc_day, utc_hour) = day_and_hour(ts, &TimeZone::UTC);
+        assert_eq!(utc_day, day + 1);
+        assert_eq!(utc_hour, 3);
+        // Before the epoch, days are floored, not truncated.
+        assert_eq!(day_and_hour(-1, &TimeZone::UTC), (-1, 23));
+    }
+}

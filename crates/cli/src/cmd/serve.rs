@@ -1,0 +1,159 @@
+//! `sundial serve`: the analytics platform — HTTP ingest, the bus, the aggregator and
+//! the store — on embedded defaults with zero configuration, or scale-out by role.
+//!
+//! Start-up order: open the store (migrations), open the bus, start the aggregator
+//! (roles `all` and `aggregate`), then listen. Shutdown (SIGINT / SIGTERM): stop
+//! accepting connections, let in-flight requests finish (their events are durable
+//! before they are answered), stop the aggregator between batches, close the bus.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use jiff::SignedDuration;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use sundial_analytics::Store;
+use sundial_analytics::aggregate::AggregateStore;
+use sundial_analytics::bus::Bus;
+use sundial_analytics::ingest::Limits;
+use sundial_bus::{LocalBus, LocalLog, NatsBus, NatsOptions, Options};
+use sundial_server::{AggregatorSettings, IngestSettings, Readiness, ServerState};
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::{StoreArgs, open_store, runtime};
+use crate::config::{Config, Role};
+
+/// Arguments of `sundial serve`.
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (overrides `serve.listen`; default 127.0.0.1:8080).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) listen: Option<String>,
+    /// Event bus: `local` or `nats://HOST:PORT` (overrides `serve.bus`).
+    #[arg(long, value_name = "BUS")]
+    pub(crate) bus: Option<String>,
+    /// Roles to run: all, ingest or aggregate (overrides `serve.role`).
+    #[arg(long, value_enum)]
+    pub(crate) role: Option<Role>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+/// Runs `sundial serve` until SIGINT or SIGTERM.
+pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ])
+        .context("cannot configure metrics")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    runtime()?.block_on(async {
+        let store = Arc::new(open_store(config).await?);
+        let serve = &config.serve;
+        let bus: Arc<dyn Bus> = if serve.bus == "local" {
+            let dir = config.data_dir.join("bus");
+            let log = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || LocalLog::open(&dir, Options::default())
+            })
+            .await
+            .context("bus task failed")?
+            .with_context(|| format!("cannot open the local event log in {}", dir.display()))?;
+            let report = log.recovery();
+            tracing::info!(dir = %dir.display(), recovery = ?report, "local event log open");
+            Arc::new(LocalBus::new(log))
+        } else {
+            Arc::new(
+                NatsBus::connect(&serve.bus, NatsOptions::default())
+                    .await
+                    .context("cannot open the NATS bus")?,
+            )
+        };
+        let shutdown = CancellationToken::new();
+        let readiness = Arc::new(Readiness::default());
+        let ingest = &config.ingest;
+        let settings = IngestSettings {
+            max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
+            limits: Limits {
+                max_events: ingest.max_events as usize,
+                max_age: SignedDuration::from_hours(24 * i64::from(ingest.max_age_days)),
+                ..Limits::default()
+            },
+            rate_limit_per_sec: (ingest.rate_limit_per_sec > 0)
+                .then_some(ingest.rate_limit_per_sec),
+        };
+
+        let aggregator = match serve.role {
+            Role::All | Role::Aggregate => {
+                let agg_store: Arc<dyn AggregateStore> = store.clone();
+                Some(tokio::spawn(sundial_server::run_aggregator(
+                    bus.clone(),
+                    agg_store,
+                    AggregatorSettings::default(),
+                    readiness.clone(),
+                    shutdown.clone(),
+                )))
+            }
+            Role::Ingest => None,
+        };
+        let ingest_bus = match serve.role {
+            Role::All | Role::Ingest => Some(bus.clone()),
+            Role::Aggregate => None,
+        };
+        let state_store: Arc<dyn Store> = store.clone();
+        let state = ServerState::new(state_store, ingest_bus, settings, Some(metrics), readiness);
+        let app = sundial_server::router(state);
+
+        let addr: SocketAddr = serve
+            .listen
+            .parse()
+            .with_context(|| format!("invalid listen address {}", serve.listen))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr().unwrap_or(addr);
+        tracing::info!(
+            address = %local,
+            role = ?serve.role,
+            bus = bus.kind(),
+            store = store.backend_name(),
+            data_dir = %config.data_dir.display(),
+            "sundial serve is listening"
+        );
+        // A line on stdout for scripts and tests that start on port 0.
+        println!("listening on http://{local}");
+
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            signal.cancel();
+        });
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("HTTP server failed")?;
+        shutdown.cancel();
+        if let Some(task) = aggregator {
+            let _ = task.await;
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
