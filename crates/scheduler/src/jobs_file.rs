@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::executor::command::CommandSpec;
@@ -46,7 +46,7 @@ pub enum Action {
 }
 
 /// An HTTP request made by a fire.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpSpec {
     /// `GET`, `POST`, …
     pub method: String,
@@ -61,7 +61,8 @@ pub struct HttpSpec {
 }
 
 /// The policies of one job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Policies {
     /// When a fire is due while a run is still going.
     pub overlap: OverlapPolicy,
@@ -79,8 +80,24 @@ pub struct Policies {
     pub on_node_lost: NodeLost,
 }
 
+impl Default for Policies {
+    /// Skip overlaps, one run at a time, the `default` pool, the default misfire and
+    /// retry policies, no jitter, `fail` on node loss.
+    fn default() -> Self {
+        Self {
+            overlap: OverlapPolicy::default(),
+            max_concurrency: 1,
+            pool: "default".to_owned(),
+            misfire: MisfirePolicy::default(),
+            retry: RetryPolicy::default(),
+            jitter: Duration::ZERO,
+            on_node_lost: NodeLost::default(),
+        }
+    }
+}
+
 /// Cluster policy for fires lost with their node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeLost {
     /// Record the fire as lost and alert (at most once).

@@ -10,11 +10,19 @@
 //! - [`jobs_file`]: the `jobs.toml` format of the `sundial run` daemon, validated with
 //!   file/line/field errors.
 //!
-//! The engine that ties them together (job registry, run ledger, `JobStore`,
-//! `Coordinator`) builds on these modules.
+//! - [`job`]: jobs as data — ids, fires, the storable [`job::JobSpec`], run records;
+//! - [`store`]: the [`store::JobStore`] trait (specs, run ledger, fire marks) and its
+//!   in-memory implementation;
+//! - [`coordinator`]: the [`coordinator::Coordinator`] trait (per-fire claims, fencing
+//!   tokens) and its single-node implementation;
+//! - [`engine`]: the [`engine::Scheduler`] that runs jobs on all of the above.
 
+pub mod coordinator;
+pub mod engine;
 pub mod executor;
+pub mod job;
 pub mod jobs_file;
 pub mod policy;
+pub mod store;
 pub mod timer;
 pub mod trigger;

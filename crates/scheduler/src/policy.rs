@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 /// What happens when a fire is due while previous runs of the same job still run.
 ///
@@ -28,7 +29,8 @@ use jiff::Timestamp;
 /// CancelPrevious:   [=========>c[========               (cancel token fired, then start)
 /// TerminatePrevious:[=========>k[========               (process group killed, then start)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OverlapPolicy {
     /// Start the new run beside the running ones (bounded by the job's concurrency limit).
     Allow,
@@ -99,7 +101,7 @@ impl OverlapPolicy {
 /// RunOnce:   x    x    x    x    [=] (one run, for the latest missed fire)
 /// RunAll:    [=][=][=][=][=]         (each missed fire in order, up to `max`)
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MisfirePolicy {
     /// What to do with missed fires.
     pub mode: MisfireMode,
@@ -110,7 +112,8 @@ pub struct MisfirePolicy {
 }
 
 /// The catch-up modes of [`MisfirePolicy`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MisfireMode {
     /// Run none of them.
     Skip,
@@ -186,7 +189,7 @@ impl MisfirePolicy {
 
 /// Retries of a failed run: attempts, exponential back-off with deterministic jitter,
 /// a per-attempt timeout, and an optional pause of the job after repeated failure.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = no retry).
     pub max_attempts: u32,

@@ -171,6 +171,21 @@ impl Trigger {
         Ok(self)
     }
 
+    /// The start bound, if any.
+    pub fn start(&self) -> Option<Timestamp> {
+        self.start
+    }
+
+    /// The end bound (inclusive), if any.
+    pub fn end(&self) -> Option<Timestamp> {
+        self.end
+    }
+
+    /// The cap on fires, if any.
+    pub fn max_fires(&self) -> Option<u64> {
+        self.max_fires
+    }
+
     /// The kind and its parameters.
     pub fn kind(&self) -> &TriggerKind {
         &self.kind

@@ -27,7 +27,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 /// What to run and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommandSpec {
     /// Program and arguments; the program is looked up in `PATH` when it has no `/`.
     pub argv: Vec<String>,
@@ -127,6 +127,18 @@ pub async fn run(
     timeout: Option<Duration>,
     cancel: &CancellationToken,
 ) -> Result<CommandOutcome, CommandError> {
+    run_with_kill(spec, timeout, cancel, &CancellationToken::new()).await
+}
+
+/// As [`run`], and when `kill` fires the whole process group gets SIGKILL at once (no
+/// SIGTERM, no grace): the `terminate_previous` overlap policy. The run ends as
+/// [`CommandEnd::Cancelled`].
+pub async fn run_with_kill(
+    spec: &CommandSpec,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    kill: &CancellationToken,
+) -> Result<CommandOutcome, CommandError> {
     let (program, args) = spec.argv.split_first().ok_or(CommandError::Empty)?;
     let mut command = Command::new(program);
     command
@@ -185,8 +197,20 @@ pub async fn run(
             stop_group(group, &mut child, spec.kill_grace).await;
             CommandEnd::TimedOut
         }
+        () = kill.cancelled() => {
+            stop_group(group, &mut child, Duration::ZERO).await;
+            CommandEnd::Cancelled
+        }
         () = cancel.cancelled() => {
-            stop_group(group, &mut child, spec.kill_grace).await;
+            tokio::select! {
+                () = stop_group(group, &mut child, spec.kill_grace) => {}
+                // Escalation while stopping: kill without waiting out the grace.
+                () = kill.cancelled() => {
+                    if let Some(pgid) = group {
+                        let _ = killpg(pgid, Signal::SIGKILL);
+                    }
+                }
+            }
             CommandEnd::Cancelled
         }
     };

@@ -1,7 +1,7 @@
 //! Executors: what a fire runs when the job is not a closure.
 //!
-//! `command` runs a program in its own process group with a capped output tail. The
-//! `http` executor (a request with an expected status) arrives with the scheduler
-//! engine; its definition already lives in [`crate::jobs_file::HttpSpec`].
+//! - [`command`] runs a program in its own process group with a capped output tail;
+//! - [`http`] makes an HTTP request and checks its status, with a capped body.
 
 pub mod command;
+pub mod http;
