@@ -22,6 +22,9 @@ macro_rules! on_backend {
 
 mod aggregates;
 mod apps;
+mod read;
+
+pub use read::{DayTotals, EventTotals};
 
 use std::path::Path;
 use std::str::FromStr;
