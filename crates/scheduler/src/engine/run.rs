@@ -314,9 +314,22 @@ fn handle_due(
         });
     }
     note_fires(inner, &entry.id, newest, count);
+    // The first fire meets the overlap policy; further catch-up fires queue behind it
+    // in order (a catch-up plan is not a burst of overlapping fires).
     let overlap = st.spec.policies.overlap;
-    for nominal in plan.run {
-        dispatch(inner, entry, st, nominal, overlap);
+    let mut fires = plan.run.into_iter();
+    if let Some(first) = fires.next() {
+        let outcome = dispatch(inner, entry, st, first, overlap);
+        if outcome != TriggerOutcome::Skipped {
+            let active = st.active.get_or_insert_with(Box::default);
+            active.buffered.extend(fires);
+        } else {
+            let rest = fires.count() as u64;
+            inner
+                .metrics
+                .skipped
+                .fetch_add(rest, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
