@@ -205,3 +205,43 @@ fn list_memory_follows_the_pending_timers() {
     want.sort_unstable();
     assert_eq!(got, want);
 }
+
+#[test]
+fn steady_cancel_churn_keeps_list_memory_bounded() {
+    // 10,000 timers pending in one level-2 slot; 100,000 times a random one is
+    // cancelled and a new one inserted into the same slot. Each cancel leaves a
+    // tombstone; compaction must keep them below the live count, so the slot's list
+    // stays within a small multiple of what 10,000 indices need, and the survivors
+    // (moved around by the compactions) still fire exactly.
+    const N: usize = 10_000;
+    let mut w = Wheel::with_capacity(N);
+    let mut keys: Vec<TimerKey> = (0..N as u64).map(|i| w.insert(300_000, i)).collect();
+    let fixed = w.capacity() * Wheel::<u64>::entry_size() + Wheel::<u64>::new().allocated_bytes();
+    let mut peak = 0;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..100_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x % N as u64) as usize;
+        assert!(w.cancel(keys[i]).is_some(), "round {round}");
+        keys[i] = w.insert(300_000, N as u64 + round);
+        if round % 16 == 0 {
+            peak = peak.max(w.allocated_bytes() - fixed);
+        }
+    }
+    assert_eq!(w.capacity(), N, "the slab never grows");
+    // Live + tombstones <= 2N + 1 indices, and a vector at most doubles: 4 * 4 * N.
+    assert!(
+        peak <= 16 * N,
+        "list memory peaked at {peak} bytes for {N} pending timers"
+    );
+    let mut fired = Vec::new();
+    w.advance_to(299_999, &mut fired);
+    assert!(fired.is_empty());
+    w.advance_to(300_000, &mut fired);
+    let mut got: Vec<TimerKey> = fired.iter().map(|&(k, _)| k).collect();
+    got.sort_unstable();
+    keys.sort_unstable();
+    assert_eq!(got, keys);
+}

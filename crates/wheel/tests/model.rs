@@ -78,6 +78,40 @@ proptest! {
 
 }
 
+/// Offsets that crowd timers into a few slots of every level (and the due and
+/// overflow lists), so that their lists fill up with tombstones.
+fn crowded_offset() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        2 => 0u64..4,
+        2 => 100u64..110,
+        2 => 70_000u64..70_040,
+        1 => 20_000_000u64..20_000_010,
+        1 => (RANGE_TICKS + 5)..(RANGE_TICKS + 9),
+    ]
+}
+
+fn churn_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (crowded_offset(), prop::bool::weighted(0.05)).prop_map(|(offset, past)| Op::Insert { offset, past }),
+        8 => (0usize..48).prop_map(|back| Op::CancelRecent { back }),
+        1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+        2 => (any::<usize>(), crowded_offset()).prop_map(|(pick, offset)| Op::Reset { pick, offset, past: false }),
+        2 => step().prop_map(|step| Op::Advance { step }),
+        1 => Just(Op::Check),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Heavy cancel churn in crowded slots: tombstones, compactions, lists cleared by
+    /// their last cancel, and walks over lists full of tombstones.
+    #[test]
+    fn cancel_churn_matches_btreemap_model(start in start(), ops in prop::collection::vec(churn_op(), 1..1_500)) {
+        run(start, &ops);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 

@@ -20,6 +20,10 @@ pub enum Op {
     Insert { offset: u64, past: bool },
     /// Cancel the `pick`-th key ever handed out (modulo their number); it may be stale.
     Cancel { pick: usize },
+    /// Cancel the key handed out `back` inserts ago (modulo their number): with small
+    /// values this mostly hits pending timers, so tombstones pile up in crowded
+    /// slots and lists get compacted.
+    CancelRecent { back: usize },
     /// Reset the `pick`-th key to `offset` ticks from now.
     Reset {
         pick: usize,
@@ -63,11 +67,15 @@ pub fn run(start: u64, ops: &[Op]) {
                 model.insert(id, deadline.min(MAX_TICK));
                 queue.insert((deadline.min(MAX_TICK), id));
             }
-            Op::Cancel { pick } => {
+            Op::Cancel { .. } | Op::CancelRecent { .. } => {
                 if keys.is_empty() {
                     continue;
                 }
-                let id = pick % keys.len();
+                let id = match *op {
+                    Op::CancelRecent { back } => keys.len() - 1 - back % keys.len(),
+                    Op::Cancel { pick } => pick % keys.len(),
+                    _ => unreachable!("matched a cancel"),
+                };
                 let removed = model.remove(&(id as u64));
                 if let Some(d) = removed {
                     queue.remove(&(d, id as u64));
@@ -218,6 +226,9 @@ pub fn decode(data: &[u8]) -> (u64, Vec<Op>) {
             0..=2 => Op::Insert {
                 past: tag & 0x80 != 0 && tag & 0x40 != 0,
                 offset: offset(tag >> 3, &mut next),
+            },
+            3 if tag & 0x80 != 0 => Op::CancelRecent {
+                back: word(1, &mut next) as usize,
             },
             3 => Op::Cancel {
                 pick: word(2, &mut next) as usize,
