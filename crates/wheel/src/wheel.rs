@@ -871,36 +871,45 @@ impl<T> Wheel<T> {
         let end = base + (1u64 << (LEVEL_BITS * level as u32));
         let len = self.lists[src].ids.len();
         let mut left = usize::try_from(max).unwrap_or(usize::MAX).min(len);
+        // Scratch for one batch, reused (only `..live` is ever read).
+        let mut indices = [0u32; 2 * BATCH];
+        let mut deadlines = [0u64; 2 * BATCH];
         while left > 0 {
-            // Collect at least `BATCH` live indices (if there are) from the tail,
-            // `BATCH` list slots at a time (tombstones count towards the step's work
-            // but read no entry; skipping them is branch-free, as they are as random
-            // as the cancels that left them), then read the batch's deadlines before
-            // using them: the loads are independent, so their cache misses overlap
-            // instead of being paid one after the other. A full batch of live
-            // indices keeps that overlap when half the list is tombstones.
-            let mut indices = [0u32; 2 * BATCH];
-            let mut live = 0;
+            // Take a batch of live indices from the tail, then read the batch's
+            // deadlines before using them: the loads are independent, so their cache
+            // misses overlap instead of being paid one after the other.
             let l = &mut self.lists[src];
             let mut from = l.ids.len();
-            while live < BATCH && left > 0 {
-                let k = left.min(BATCH);
-                from -= k;
-                left -= k;
-                for &index in &l.ids[from..from + k] {
-                    // `live < 2 * BATCH - 1` here, so the mask changes nothing; it
-                    // spares a bounds check per slot.
-                    indices[live & (2 * BATCH - 1)] = index;
-                    live += usize::from(index != TOMB);
+            let mut live = 0;
+            if l.dead == 0 {
+                live = left.min(BATCH);
+                from -= live;
+                left -= live;
+                indices[..live].copy_from_slice(&l.ids[from..]);
+            } else {
+                // Collect at least `BATCH` live indices (if there are), `BATCH` list
+                // slots at a time: tombstones count towards the step's work but read
+                // no entry, and skipping them is branch-free, as they are as random as
+                // the cancels that left them. A full batch keeps the overlap when half
+                // the list is tombstones.
+                while live < BATCH && left > 0 {
+                    let k = left.min(BATCH);
+                    from -= k;
+                    left -= k;
+                    for &index in &l.ids[from..from + k] {
+                        // `live < 2 * BATCH - 1` here, so the mask changes nothing;
+                        // it spares a bounds check per slot.
+                        indices[live & (2 * BATCH - 1)] = index;
+                        live += usize::from(index != TOMB);
+                    }
                 }
+                l.dead -= (l.ids.len() - from - live) as u32;
             }
-            l.dead -= (l.ids.len() - from - live) as u32;
             l.ids.truncate(from);
-            let mut batch = [(0u32, 0u64); 2 * BATCH];
-            for (b, &index) in batch.iter_mut().zip(&indices[..live]) {
-                *b = (index, self.node_ref(index).deadline);
+            for (d, &index) in deadlines.iter_mut().zip(&indices[..live]) {
+                *d = self.node_ref(index).deadline;
             }
-            for &(index, deadline) in &batch[..live] {
+            for (&index, &deadline) in indices[..live].iter().zip(&deadlines[..live]) {
                 let dst = if deadline < end {
                     self.staged_list(level, base, deadline)
                 } else {
