@@ -37,6 +37,14 @@ pub(crate) async fn handle(
     let endpoint = Endpoint::from_path(uri.path()).unwrap_or(Endpoint::Write);
     let response = if method == Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
+    } else if state.inner.bus.is_none() && endpoint != Endpoint::Sdk {
+        let e = crate::ingest::not_ingesting();
+        (
+            e.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"result": "Error", "info": e.error}).to_string(),
+        )
+            .into_response()
     } else {
         serve(&state, &method, &uri, &headers, body, endpoint).await
     };

@@ -109,6 +109,9 @@ async fn handle(
     endpoint: Endpoint,
 ) -> Result<IngestReply, ApiError> {
     let settings = &state.inner.settings;
+    if state.inner.bus.is_none() {
+        return Err(not_ingesting());
+    }
     let bytes = read_limited(body, settings.max_body_bytes).await?;
     let now = Timestamp::now();
     let batch = match endpoint {
@@ -227,10 +230,7 @@ pub(crate) async fn publish(
         return Ok(());
     }
     let Some(bus) = &state.inner.bus else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this process does not ingest (role aggregate)",
-        ));
+        return Err(not_ingesting());
     };
     let record = EventRecord::new(app_id, now.as_millisecond(), events);
     let id = message_id();
@@ -243,6 +243,14 @@ pub(crate) async fn publish(
         )
     })?;
     Ok(())
+}
+
+/// The answer of a process that runs without ingest (`--role aggregate`).
+pub(crate) fn not_ingesting() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this process does not ingest (it runs with --role aggregate)",
+    )
 }
 
 /// A random id for the bus's de-duplication of a retried publish.

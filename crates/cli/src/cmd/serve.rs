@@ -66,8 +66,9 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             tracing::info!(dir = %dir.display(), recovery = ?report, "local event log open");
             Arc::new(LocalBus::new(log))
         } else {
+            let (url, options) = nats_options(&serve.bus)?;
             Arc::new(
-                NatsBus::connect(&serve.bus, NatsOptions::default())
+                NatsBus::connect(url, options)
                     .await
                     .context("cannot open the NATS bus")?,
             )
@@ -144,6 +145,32 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Splits `nats://HOST:PORT[?stream=NAME]` into the server URL and the stream settings.
+/// A named stream `NAME` uses the subject `sundial.events.NAME`, so that several
+/// deployments (or tests) can share one NATS server.
+fn nats_options(bus: &str) -> anyhow::Result<(&str, NatsOptions)> {
+    let (url, query) = bus.split_once('?').unwrap_or((bus, ""));
+    let mut options = NatsOptions::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("stream", name))
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                options.stream = name.to_owned();
+                options.subject = format!("sundial.events.{name}");
+            }
+            _ => anyhow::bail!(
+                "invalid bus URL `{bus}`: the only parameter is stream=NAME (letters, digits, \
+                 `_`, `-`)"
+            ),
+        }
+    }
+    Ok((url, options))
 }
 
 async fn wait_for_signal() {
