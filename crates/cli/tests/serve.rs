@@ -193,7 +193,7 @@ fn bad_input_gets_its_status_and_stores_nothing() {
         .collect();
     let event = json!({"type": "open_app", "ts": now, "device_id": "z"});
     let unsigned = json!({"app_key": signed.key, "events": [event]}).to_string();
-    let cases: Vec<BadCase> = vec![
+    let cases: Vec<BadCase<'_>> = vec![
         ("not JSON", "/api/v1/ingest", "{\"app_key\": ".into(), vec![], 400, "line 1"),
         ("not an object", "/api/v1/ingest", "[1,2]".into(), vec![], 400, "JSON object"),
         ("no app key", "/api/v1/ingest", json!({"events": []}).to_string(), vec![], 400, "app_key"),
