@@ -22,6 +22,7 @@ macro_rules! on_backend {
 
 mod aggregates;
 mod apps;
+mod jobs;
 mod read;
 
 pub use read::{DayTotals, EventTotals};

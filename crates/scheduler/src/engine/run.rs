@@ -314,21 +314,36 @@ fn handle_due(
         });
     }
     note_fires(inner, &entry.id, newest, count);
-    // The first fire meets the overlap policy; further catch-up fires queue behind it
-    // in order (a catch-up plan is not a burst of overlapping fires).
+    // The first fire meets the overlap policy. Further fires of a catch-up plan start
+    // beside it when the policy allows (`allow`, within the concurrency limit) and
+    // otherwise queue behind it in order: a planned catch-up is neither skipped nor
+    // allowed to cancel itself.
     let overlap = st.spec.policies.overlap;
     let mut fires = plan.run.into_iter();
-    if let Some(first) = fires.next() {
-        let outcome = dispatch(inner, entry, st, first, overlap);
-        if outcome != TriggerOutcome::Skipped {
-            let active = st.active.get_or_insert_with(Box::default);
-            active.buffered.extend(fires);
+    let Some(first) = fires.next() else { return };
+    if dispatch(inner, entry, st, first, overlap) == TriggerOutcome::Skipped {
+        let rest = fires.count() as u64;
+        inner
+            .metrics
+            .skipped
+            .fetch_add(rest, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    let limit = st.spec.policies.max_concurrency;
+    for nominal in fires {
+        let (running, buffered) = st.active.as_ref().map_or((0, 0), |a| {
+            (
+                u32::try_from(a.running.len()).unwrap_or(u32::MAX),
+                u32::try_from(a.buffered.len()).unwrap_or(u32::MAX),
+            )
+        });
+        if overlap.decide(running, buffered, limit) == OverlapDecision::Start {
+            start_run(inner, entry, st, nominal, Vec::new());
         } else {
-            let rest = fires.count() as u64;
-            inner
-                .metrics
-                .skipped
-                .fetch_add(rest, std::sync::atomic::Ordering::Relaxed);
+            st.active
+                .get_or_insert_with(Box::default)
+                .buffered
+                .push_back(nominal);
         }
     }
 }
