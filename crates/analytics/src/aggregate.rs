@@ -259,6 +259,9 @@ pub struct BatchReport {
 #[derive(Debug)]
 pub struct Aggregator {
     consumer: String,
+    /// The committed position, once read from the store: messages below it were
+    /// applied already and are skipped (a second guard behind the consumer's own).
+    position: Option<u64>,
     apps: HashMap<i64, Option<AppState>>,
     sets: HashMap<SetKey, StoredSet>,
 }
@@ -282,6 +285,7 @@ impl Aggregator {
     pub fn new(consumer: impl Into<String>) -> Self {
         Aggregator {
             consumer: consumer.into(),
+            position: None,
             apps: HashMap::new(),
             sets: HashMap::new(),
         }
@@ -294,6 +298,7 @@ impl Aggregator {
 
     /// Forgets every cache; the next batch reloads what it needs from the store.
     pub fn reset(&mut self) {
+        self.position = None;
         self.apps.clear();
         self.sets.clear();
     }
@@ -309,8 +314,19 @@ impl Aggregator {
             return Ok(BatchReport::default());
         };
         let next = last.position + 1;
+        let committed = match self.position {
+            Some(p) => p,
+            None => {
+                let p = store.consumer_position(&self.consumer).await?;
+                self.position = Some(p);
+                p
+            }
+        };
+        if next <= committed {
+            return Ok(BatchReport::default());
+        }
         let mut records = Vec::with_capacity(messages.len());
-        for message in messages {
+        for message in messages.iter().filter(|m| m.position >= committed) {
             let record =
                 EventRecord::decode(&message.payload).map_err(|source| AggregateError::Record {
                     position: message.position,
@@ -319,7 +335,7 @@ impl Aggregator {
             records.push(record);
         }
         let mut report = BatchReport {
-            messages: messages.len(),
+            messages: records.len(),
             ..BatchReport::default()
         };
         let mut changes = Changes::default();
@@ -403,6 +419,7 @@ impl Aggregator {
         report.events = changes.events_counted;
         report.duplicates = changes.duplicates;
         store.commit(&changes, &self.consumer, next).await?;
+        self.position = Some(next);
         Ok(report)
     }
 
