@@ -3,7 +3,8 @@
 #   PostgreSQL on 127.0.0.1:5432 (database `test`), NATS with JetStream on 127.0.0.1:4222,
 #   etcd 3.4 binaries (tests start their own clusters; `--etcd` also starts a
 #   development member on 127.0.0.1:2379), protoc (for the etcd client), Python's
-#   cronsim (the cron differential test's reference).
+#   cronsim (the cron differential test's reference), Chromium and Node.js (the Countly
+#   web SDK test drives the SDK in headless Chromium; its npm packages: `npm ci --prefix e2e`).
 #
 # Idempotent and quick when everything is already up: it checks before it installs,
 # and runs `apt-get update` at most once, only when something is missing.
@@ -112,5 +113,12 @@ else
   apt_install python3 python3-pip
   python3 -m pip install -q --break-system-packages cronsim
 fi
+
+# --- Chromium and Node.js for the Countly web SDK test --------------------------------
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 log "all services ready (PostgreSQL 127.0.0.1:5432/test, NATS 127.0.0.1:4222, etcd $(etcd --version | head -n 1 | awk '{print $3}'))"
