@@ -289,8 +289,17 @@ impl Inner {
         let _ = self.events.send(event);
     }
 
+    /// True when someone listens: events (and the record clones in them) are only
+    /// built then.
+    pub(crate) fn listened(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
     pub(crate) fn pool(&self, name: &str) -> Arc<Semaphore> {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = pools.get(name) {
+            return pool.clone();
+        }
         pools
             .entry(name.to_owned())
             .or_insert_with(|| {

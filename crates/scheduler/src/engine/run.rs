@@ -600,7 +600,9 @@ async fn execute_fire(
         write_run(inner, &rec).await;
         let _ = inner.coordinator.release(fire, token, rec.state).await;
         count_outcome(&inner.metrics, rec.state);
-        inner.emit(SchedulerEvent::Failed { run: rec.clone() });
+        if inner.listened() {
+            inner.emit(SchedulerEvent::Failed { run: rec.clone() });
+        }
         return Some(rec.state);
     };
 
@@ -612,7 +614,9 @@ async fn execute_fire(
     inc(&inner.metrics.started);
     let lateness = Duration::try_from(started.duration_since(fire.nominal)).unwrap_or_default();
     inner.metrics.lateness.observe(lateness);
-    inner.emit(SchedulerEvent::Started { run: rec.clone() });
+    if inner.listened() {
+        inner.emit(SchedulerEvent::Started { run: rec.clone() });
+    }
 
     let retry = spec.policies.retry;
     let max_attempts = retry.max_attempts.max(1);
@@ -679,10 +683,12 @@ async fn execute_fire(
     count_outcome(&inner.metrics, rec.state);
     tracing::info!(parent: &span, state = %rec.state, attempts = rec.attempt, "run ended");
     let state = rec.state;
-    if state == RunState::Succeeded {
-        inner.emit(SchedulerEvent::Finished { run: rec });
-    } else {
-        inner.emit(SchedulerEvent::Failed { run: rec });
+    if inner.listened() {
+        inner.emit(if state == RunState::Succeeded {
+            SchedulerEvent::Finished { run: rec }
+        } else {
+            SchedulerEvent::Failed { run: rec }
+        });
     }
     Some(state)
 }
