@@ -21,8 +21,9 @@
 // The page and the SDK are served by a small HTTP server this script starts on 127.0.0.1
 // (its own port), so the SDK's requests to the server are cross-origin, as on a real site.
 // (A made-up public origin would not do: Chromium blocks requests from public pages to
-// loopback addresses, Local Network Access.) Each device's run ends when its last end_session was answered, the SDK's
-// request and event queues are empty and no request to the server is in flight.
+// loopback addresses, Local Network Access.) Each device's run ends when its last
+// end_session was answered, the SDK's request and event queues are empty and no request to
+// the server is in flight.
 //
 // Output (stdout, one JSON document): the Chromium and SDK versions, and for every request
 // the browser sent to the server: device, method, path, the parameters (query string and
@@ -137,7 +138,14 @@ async function openDevice(browser, origin, label) {
   page.on('request', (request) => {
     if (!request.url().startsWith(`${server}/`)) return;
     const { path, params } = paramsOf(request);
-    const entry = { device: label, method: request.method(), path, params, status: null, body: null };
+    const entry = {
+      device: label,
+      method: request.method(),
+      path,
+      params,
+      status: null,
+      body: null,
+    };
     requests.push(entry);
     inFlight.add(request);
     entryOf.set(request, entry);
@@ -272,7 +280,16 @@ try {
   devices.push({ label: first.label, device_id: firstId });
   await run(first, [
     ['begin_session', true],
-    ['add_event', { key: 'purchase', count: 2, sum: 19.5, dur: 4, segmentation: { plan: 'pro', source: 'web' } }],
+    [
+      'add_event',
+      {
+        key: 'purchase',
+        count: 2,
+        sum: 19.5,
+        dur: 4,
+        segmentation: { plan: 'pro', source: 'web' },
+      },
+    ],
     ['add_event', { key: 'level_up', count: 3, segmentation: { level: 7 } }],
     ['session_duration', 30],
     ['end_session', 15],
@@ -280,7 +297,15 @@ try {
   if (await drain(first, 1, deadline)) {
     await run(first, [
       ['begin_session', true],
-      ['add_event', { key: 'purchase', count: 1, sum: 5.25, segmentation: { plan: 'basic', source: 'web' } }],
+      [
+        'add_event',
+        {
+          key: 'purchase',
+          count: 1,
+          sum: 5.25,
+          segmentation: { plan: 'basic', source: 'web' },
+        },
+      ],
       ['end_session', 20],
     ]);
     await drain(first, 2, deadline);
@@ -304,7 +329,6 @@ try {
   if (page) page.site.close();
 }
 
-process.stdout.write(
-  `${JSON.stringify({ chromium: browserVersion, sdk_version: sdkVersion, devices, requests }, null, 2)}\n`,
-);
+const report = { chromium: browserVersion, sdk_version: sdkVersion, devices, requests };
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 for (const problem of problems) fail(problem);
