@@ -37,9 +37,9 @@
 //! one of those `dead` tombstones was left by a cancel or reset since the list's
 //! previous compaction, so it is amortized O(1) per cancel: fewer than two slots
 //! scanned and one index moved (measured: 0.2 moves per cancel when a random half of
-//! 10^6 timers is cancelled). A
-//! whose last live timer is cancelled is cleared at once (so an empty list always
-//! means an empty slot, and its occupancy bit is exact). Walks drop tombstones as
+//! 10^6 timers is cancelled); the cancel that triggers it pays O(length) at once. A
+//! list whose last live timer is cancelled is cleared at once (so an empty list
+//! always means an empty slot, and its occupancy bit is exact). Walks drop tombstones as
 //! they go: expiry skips them, and a pre-cascade step counts them as work but reads
 //! no entry for them. Hence after every cancel and reset `dead <= live` in each list,
 //! and tombstones take at most 4 bytes per pending timer; a list being pre-cascaded
