@@ -425,7 +425,8 @@ impl<T> Wheel<T> {
     /// # Panics
     ///
     /// If `u32::MAX - 1` timers are already pending (about 128 GiB of timers), like
-    /// `Vec` does when it cannot grow.
+    /// `Vec` does when it cannot grow, or if one slot's list (timers plus tombstones
+    /// of cancelled ones, at most twice the timers) reaches 2^32 entries.
     pub fn insert(&mut self, deadline: u64, value: T) -> TimerKey {
         let deadline = deadline.min(MAX_TICK);
         let (list, event) = self.place(deadline);
@@ -701,7 +702,9 @@ impl<T> Wheel<T> {
     fn link(&mut self, index: u32, list: usize) {
         let tag = NonZeroU16::new(list as u16 + 1).unwrap_or(NonZeroU16::MIN);
         let v = &mut self.lists[list].ids;
-        let pos = v.len() as u32;
+        // Tombstones let a list outgrow the number of timers (up to twice it), so a
+        // position may not fit a `u32` in a wheel of over 2^31 timers in one slot.
+        let pos = u32::try_from(v.len()).expect("a timer wheel slot holds 2^32 entries");
         v.push(index);
         let node = self.node_mut(index);
         node.pos = pos;
