@@ -304,3 +304,40 @@ async fn reconcile_adds_updates_removes_and_keeps() {
     assert_eq!(s.list().len(), 1);
     assert_eq!(store.load_jobs().await.expect("jobs").len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_fails_its_run_and_the_job_goes_on() {
+    let store = MemoryJobStore::new();
+    let (s, _clock) = scheduler_at("2024-01-01T00:00:00Z", &store, "n1");
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    s.register_async("boom", move |_ctx| {
+        let c = c.clone();
+        async move {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("handler panics on purpose");
+            }
+            Ok(())
+        }
+    });
+    s.start().await.expect("start");
+    s.add(handler_job(
+        "p",
+        TriggerSpec::cron("0 * * * *", "UTC"),
+        "boom",
+    ))
+    .await
+    .expect("add");
+    tokio::time::sleep(mins(130)).await;
+    let mut runs = store.all_runs();
+    runs.sort_by_key(|r| r.nominal);
+    let states: Vec<_> = runs.iter().map(|r| (r.state, r.error.clone())).collect();
+    assert_eq!(
+        states,
+        vec![
+            (RunState::Failed, Some("the handler panicked".to_owned())),
+            (RunState::Succeeded, None),
+        ]
+    );
+    assert_eq!(s.metrics().running, 0);
+}

@@ -239,6 +239,10 @@ pub(crate) struct JobState {
     pub(crate) failures: u32,
     pub(crate) removed: bool,
     pub(crate) active: Option<Box<Active>>,
+    /// A fire mark to write (latest nominal, count): handed to the next run started
+    /// while handling due fires (it writes the mark before claiming), else written by
+    /// a task of its own.
+    pub(crate) mark: Option<(Timestamp, u64)>,
 }
 
 /// A job in the engine's table.
@@ -929,6 +933,11 @@ impl Scheduler {
         }
     }
 }
+
+/// The examples of `docs/scheduler.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../../docs/scheduler.md")]
+struct SchedulerGuideDocTests;
 
 /// The action name shown for a spec (for logs).
 pub(crate) fn action_kind(action: &ActionSpec) -> &'static str {

@@ -10,14 +10,18 @@
 //! its named pool, runs its attempts (timeout, retries with back-off) and records the
 //! outcome → the slot is removed, a buffered fire or the next fixed-delay fire follows.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::handler::Handler;
+use super::handler::{Handler, HandlerResult};
 use super::metrics::inc;
 use super::{
     BackfillReport, EngineError, Inner, JobEntry, JobInfo, JobState, SchedulerEvent, Slot,
@@ -76,6 +80,7 @@ pub(super) fn insert_job(
             failures: 0,
             removed: false,
             active: None,
+            mark: None,
         }),
     });
     {
@@ -313,15 +318,21 @@ fn handle_due(
             nominal: plan.missed,
         });
     }
-    note_fires(inner, &entry.id, newest, count);
+    st.mark = Some((newest, count));
     // The first fire meets the overlap policy. Further fires of a catch-up plan start
     // beside it when the policy allows (`allow`, within the concurrency limit) and
     // otherwise queue behind it in order: a planned catch-up is neither skipped nor
     // allowed to cancel itself.
     let overlap = st.spec.policies.overlap;
     let mut fires = plan.run.into_iter();
-    let Some(first) = fires.next() else { return };
-    if dispatch(inner, entry, st, first, overlap) == TriggerOutcome::Skipped {
+    let first = fires.next();
+    let outcome = first.map(|first| dispatch(inner, entry, st, first, overlap));
+    if let Some((nominal, count)) = st.mark.take() {
+        // No run took the mark: write it now.
+        note_fires(inner, &entry.id, nominal, count);
+    }
+    let Some(outcome) = outcome else { return };
+    if outcome == TriggerOutcome::Skipped {
         let rest = fires.count() as u64;
         inner
             .metrics
@@ -441,9 +452,16 @@ fn start_run(
         .running
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let spec = st.spec.clone();
+    let mark = st.mark.take();
     let inner2 = inner.clone();
     let entry2 = entry.clone();
     inner.tracker.spawn(async move {
+        if let Some((last, count)) = mark
+            && let Err(e) = inner2.store.note_fires(&spec.id, last, count).await
+        {
+            inc(&inner2.metrics.store_errors);
+            tracing::warn!(job_id = %spec.id, error = %e, "cannot record the fire mark");
+        }
         for t in wait {
             t.cancelled().await;
         }
@@ -864,7 +882,11 @@ async fn run_handler(
 ) -> AttemptResult {
     let attempt_cancel = ctx.cancel.clone();
     let mut task = match handler {
-        Handler::Async(f) => tokio::spawn(f(ctx)),
+        // Polled inline (no task hop on the way to the handler); a panic is caught.
+        Handler::Async(f) => {
+            let fut = CatchUnwind(f(ctx));
+            return run_inline(fut, attempt_cancel, timeout, cancel, kill).await;
+        }
         Handler::Blocking(f) => tokio::task::spawn_blocking(move || f(ctx)),
     };
     let deadline = async {
@@ -891,6 +913,57 @@ async fn run_handler(
         () = kill.cancelled() => {
             attempt_cancel.cancel();
             task.abort();
+            AttemptResult::state(RunState::Cancelled, Some("terminated".to_owned()))
+        }
+    }
+}
+
+/// Polls a handler future, turning a panic into an error.
+struct CatchUnwind(Pin<Box<dyn Future<Output = HandlerResult> + Send>>);
+
+impl Future for CatchUnwind {
+    type Output = Option<HandlerResult>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(r)) => Poll::Ready(Some(r)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
+async fn run_inline(
+    fut: CatchUnwind,
+    attempt_cancel: CancellationToken,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    kill: &CancellationToken,
+) -> AttemptResult {
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = fut => match r {
+            Some(Ok(())) => AttemptResult::state(RunState::Succeeded, None),
+            Some(Err(e)) if cancel.is_cancelled() => AttemptResult::state(RunState::Cancelled, Some(e.to_string())),
+            Some(Err(e)) => AttemptResult::state(RunState::Failed, Some(e.to_string())),
+            None => {
+                tracing::error!("the handler panicked");
+                AttemptResult::state(RunState::Failed, Some("the handler panicked".to_owned()))
+            }
+        },
+        () = deadline => {
+            // Tell the handler, and drop its future (it stops at its next await).
+            attempt_cancel.cancel();
+            AttemptResult::state(RunState::TimedOut, Some("timed out".to_owned()))
+        }
+        () = kill.cancelled() => {
+            attempt_cancel.cancel();
             AttemptResult::state(RunState::Cancelled, Some("terminated".to_owned()))
         }
     }
