@@ -47,6 +47,8 @@ enum Command {
     Config(cmd::config::ConfigArgs),
     /// Cron expressions: next fire times, validation, plain-language explanations.
     Cron(cmd::cron::CronArgs),
+    /// Run the scheduler daemon: the jobs of a jobs.toml file and its REST API.
+    Run(cmd::run::RunArgs),
     /// Run the analytics platform: ingest HTTP API, event bus, aggregator, store.
     Serve(cmd::serve::ServeArgs),
 }
@@ -56,6 +58,7 @@ impl Command {
     fn store_args(&self) -> Option<&cmd::StoreArgs> {
         match self {
             Command::App(args) => Some(args.store_args()),
+            Command::Run(args) => Some(&args.store),
             Command::Serve(args) => Some(&args.store),
             Command::Config(_) | Command::Cron(_) => None,
         }
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::App(args) => cmd::app::run(args, &config),
         Command::Config(args) => cmd::config::run(args, &config),
         Command::Cron(args) => cmd::cron::run(args),
+        Command::Run(args) => cmd::run::run(args, &config),
         Command::Serve(_) => cmd::serve::run(&config),
     };
     match result {

@@ -3,7 +3,9 @@
 //! - [`router`] builds the axum router: native ingest (`/api/v1/ingest`,
 //!   `/api/v1/open_app`, `/api/v1/usage_time`), the Countly SDK endpoints (`/i`,
 //!   `/i/bulk`, `/o/sdk`), and operations (`/healthz`, `/readyz`, `/metrics`);
-//! - [`run_aggregator`] is the bus → aggregator → store loop.
+//! - [`run_aggregator`] is the bus → aggregator → store loop;
+//! - [`jobs_router`] is the jobs REST API of the `sundial run` daemon over a
+//!   scheduler ([`JobsState`]), with its own `/metrics` and `/healthz`.
 //!
 //! The server holds no analytics logic: validation, decoding and aggregation are
 //! `sundial-analytics`'s; storage and bus backends come in as trait objects, picked by
@@ -14,6 +16,7 @@ mod body;
 mod countly;
 mod error;
 mod ingest;
+mod jobs;
 mod ops;
 mod pipeline;
 mod state;
@@ -24,6 +27,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 
 pub use error::ApiError;
 pub use ingest::{SIGNATURE_HEADER, sign, verify_signature};
+pub use jobs::{JobsState, jobs_router};
 pub use pipeline::{AggregatorSettings, run_aggregator};
 pub use state::{APP_CACHE_TTL, IngestSettings, Readiness, ServerState};
 

@@ -3,6 +3,7 @@
 pub(crate) mod app;
 pub(crate) mod config;
 pub(crate) mod cron;
+pub(crate) mod run;
 pub(crate) mod serve;
 
 use std::path::PathBuf;
