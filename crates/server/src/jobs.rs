@@ -15,6 +15,10 @@
 //! | `GET /api/v1/jobs/{id}/runs?limit=` | the newest runs, with their output tail        |
 //! | `GET /metrics`                      | the engine's metrics, Prometheus text          |
 //! | `GET /healthz`                      | 200 while the process serves HTTP              |
+//! | `GET /api/openapi.json`             | the OpenAPI 3.1 document of these routes       |
+//!
+//! The OpenAPI document is `jobs_openapi.json` beside this file, written by hand; a
+//! test checks that every operation it lists is served by [`jobs_router`].
 //!
 //! A job body is one `[[job]]` table of `jobs.toml` written as a JSON object (same keys,
 //! same validation: `{"id": "x", "every": "1m", "command": ["true"]}`), so a job means
@@ -215,6 +219,7 @@ pub fn jobs_router(state: JobsState) -> Router {
         .route("/api/v1/jobs/{id}/runs", get(runs))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi))
         .with_state(state)
 }
 
@@ -578,6 +583,13 @@ async fn runs(
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
+/// The OpenAPI document of the jobs API.
+const OPENAPI: &str = include_str!("jobs_openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
@@ -849,6 +861,34 @@ mod tests {
         let (status, answer) = call(&app, "GET", "/api/v1/jobs?next=0", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(answer["field"], "next");
+    }
+
+    #[tokio::test]
+    async fn every_documented_operation_is_served() {
+        let state = JobsState::new(Scheduler::builder().build(), []);
+        let app = jobs_router(state);
+        let (status, doc) = call(&app, "GET", "/api/openapi.json", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut operations = 0;
+        for (path, item) in paths {
+            for (method, _) in item.as_object().expect("path item") {
+                if method == "parameters" {
+                    continue;
+                }
+                operations += 1;
+                let uri = path.replace("{id}", "nope");
+                let method = method.to_ascii_uppercase();
+                let (status, answer) = call(&app, &method, &uri, "").await;
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                if status == StatusCode::NOT_FOUND {
+                    // The handler's answer, not the router's.
+                    assert_eq!(answer["error"], "no job `nope`", "{method} {path}");
+                }
+            }
+        }
+        assert_eq!(operations, 13);
     }
 
     #[tokio::test]
