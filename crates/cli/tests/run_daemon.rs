@@ -760,3 +760,99 @@ fn restart_after_kill_9_marks_the_run_lost_and_applies_the_misfire_policy() {
     assert_eq!(lost_count, "1");
     daemon.stop();
 }
+
+/// A fresh schema in the PostgreSQL of `SUNDIAL_TEST_POSTGRES_URL` (required: the test
+/// panics when it is unset or unreachable) and the store URL that uses it.
+fn postgres_schema_url() -> (String, String) {
+    let base = std::env::var("SUNDIAL_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("SUNDIAL_TEST_POSTGRES_URL is required; run `bash scripts/services.sh`")
+    });
+    let schema = format!(
+        "sundial_run_{}",
+        sundial_analytics::app::random_token(6).expect("entropy")
+    );
+    common::block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {base}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await
+            .expect("create schema");
+    });
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+    (url, schema)
+}
+
+#[test]
+fn jobs_and_runs_persist_in_postgresql_across_a_restart() {
+    let (url, schema) = postgres_schema_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jobs = dir.path().join("jobs.toml");
+    write(
+        &jobs,
+        "[[job]]\nid = \"tick\"\nevery = \"1s\"\ncommand = [\"sh\", \"-c\", \"echo pg-run\"]\n",
+    );
+    let data = dir.path().join("data");
+    let log = dir.path().join("run.log");
+    let store = ["--store", url.as_str()];
+    let daemon = Daemon::start(&jobs, &data, &store, log.clone());
+    let (status, _) = daemon.json(
+        "POST",
+        "/api/v1/jobs",
+        r#"{"id": "by-api", "cron": "0 0 1 1 *", "command": ["true"]}"#,
+    );
+    assert_eq!(status, 201);
+    wait_until(PATIENCE, "two succeeded runs", || {
+        daemon
+            .runs("tick")
+            .iter()
+            .filter(|r| r["state"] == "succeeded")
+            .count()
+            >= 2
+    });
+    daemon.stop();
+    // Restarted on the same database: the API job is still there, the ledger too.
+    let daemon = Daemon::start(&jobs, &data, &store, log);
+    assert_eq!(daemon.job_ids(), ["by-api", "tick"]);
+    let recorded = daemon.runs("tick").len();
+    assert!(recorded >= 2);
+    wait_until(PATIENCE, "a run after the restart", || {
+        daemon.runs("tick").len() > recorded
+    });
+    let runs = lines_of_runs(&daemon.runs("tick"));
+    daemon.stop();
+    assert!(
+        runs.iter()
+            .all(|(_, state, output)| { state != "succeeded" || output.contains("pg-run") })
+    );
+    let mut nominal: Vec<&String> = runs.iter().map(|(n, _, _)| n).collect();
+    let count = nominal.len();
+    nominal.sort();
+    nominal.dedup();
+    assert_eq!(nominal.len(), count, "a fire ran twice: {runs:?}");
+    common::block_on(async {
+        use sqlx::Connection as _;
+        let base = std::env::var("SUNDIAL_TEST_POSTGRES_URL").expect("url");
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut conn)
+                .await;
+        }
+    });
+}
+
+/// `(nominal, state, output)` of each run.
+fn lines_of_runs(runs: &[Value]) -> Vec<(String, String, String)> {
+    runs.iter()
+        .map(|r| {
+            (
+                r["nominal"].as_str().expect("nominal").to_owned(),
+                r["state"].as_str().expect("state").to_owned(),
+                r["output"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
