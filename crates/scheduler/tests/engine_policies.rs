@@ -341,3 +341,41 @@ async fn a_panicking_handler_fails_its_run_and_the_job_goes_on() {
     );
     assert_eq!(s.metrics().running, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retention_prunes_the_ledger_as_runs_finish() {
+    use sundial_scheduler::engine::PRUNE_EVERY;
+    use sundial_scheduler::store::Retention;
+    let store = MemoryJobStore::new();
+    let clock: Arc<dyn sundial_scheduler::engine::Clock> = Arc::new(
+        sundial_scheduler::engine::TokioClock::starting_at(ts("2024-01-01T00:00:00Z")),
+    );
+    let s = Scheduler::builder()
+        .store(Arc::new(store.clone()))
+        .clock(clock.clone())
+        .retention(Retention {
+            keep_last: Some(5),
+            max_age: None,
+        })
+        .build();
+    register_sleeper(&s, "work", clock, Duration::from_secs(1));
+    s.start().await.expect("start");
+    s.add(handler_job(
+        "busy",
+        TriggerSpec::every(mins(1), ts("2024-01-01T00:00:00Z")),
+        "work",
+    ))
+    .await
+    .expect("add");
+    let total = PRUNE_EVERY + 10;
+    tokio::time::sleep(mins(total) + Duration::from_secs(30)).await;
+    let kept = store.all_runs().len() as u64;
+    assert_eq!(s.metrics().runs_succeeded, total);
+    // Pruned to 5 at the 256th run; 10 more since.
+    assert_eq!(kept, 5 + 10, "{kept}");
+    let newest = s.runs(&JobId::new("busy"), 1).await.expect("runs");
+    assert_eq!(
+        newest[0].nominal,
+        ts("2024-01-01T00:00:00Z") + SignedDuration::from_mins(total as i64)
+    );
+}

@@ -9,7 +9,7 @@
 //! - **One timer per job**: a job has at most one armed wheel timer, for its next
 //!   nominal fire (plus its deterministic jitter). When it fires, the engine handles the
 //!   due fire(s) and arms the next one. No task sleeps per job; nothing polls.
-//! - **A job's state is one mutex** ([`JobEntry::state`]), never held across an
+//! - **A job's state is one mutex** (`JobEntry::state`), never held across an
 //!   `.await`: timer callbacks and run completions take it briefly, then spawn the
 //!   async work (store writes, runs) as tracked tasks.
 //! - **Generations**: every change that re-arms a job (update, pause, resume, remove)
@@ -271,6 +271,9 @@ pub(crate) struct Inner {
     pub(crate) pool_sizes: HashMap<String, usize>,
     pub(crate) default_pool_size: usize,
     pub(crate) catch_up_limit: usize,
+    pub(crate) retention: Option<Retention>,
+    /// Runs finished, for pruning every [`PRUNE_EVERY`].
+    pub(crate) finished: std::sync::atomic::AtomicU64,
     pub(crate) tracker: TaskTracker,
     pub(crate) stopping: CancellationToken,
     pub(crate) metrics: Metrics,
@@ -348,6 +351,9 @@ impl Inner {
     }
 }
 
+/// With [`SchedulerBuilder::retention`], the ledger is pruned after this many finished runs.
+pub const PRUNE_EVERY: u64 = 256;
+
 /// Builds a [`Scheduler`].
 #[derive(Debug)]
 pub struct SchedulerBuilder {
@@ -360,6 +366,7 @@ pub struct SchedulerBuilder {
     pool_sizes: HashMap<String, usize>,
     default_pool_size: usize,
     catch_up_limit: usize,
+    retention: Option<Retention>,
 }
 
 impl Default for SchedulerBuilder {
@@ -374,6 +381,7 @@ impl Default for SchedulerBuilder {
             pool_sizes: HashMap::new(),
             default_pool_size: 1024,
             catch_up_limit: 10_000,
+            retention: None,
         }
     }
 }
@@ -444,6 +452,14 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Prunes the ledger to `retention` at start-up and then after every
+    /// [`PRUNE_EVERY`] finished runs (default: never; see [`Scheduler::prune`]).
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
     /// Builds the scheduler and starts its timer driver. Jobs in the store are not
     /// loaded yet: register handlers, then call [`Scheduler::start`].
     ///
@@ -472,6 +488,8 @@ impl SchedulerBuilder {
                 pool_sizes: self.pool_sizes,
                 default_pool_size: self.default_pool_size,
                 catch_up_limit: self.catch_up_limit,
+                retention: self.retention,
+                finished: std::sync::atomic::AtomicU64::new(0),
                 tracker: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 metrics: Metrics::default(),
@@ -574,6 +592,12 @@ impl Scheduler {
     /// a warning (and listed by nothing), not an error.
     pub async fn start(&self) -> Result<(), EngineError> {
         run::mark_lost_runs(&self.inner).await?;
+        if let Some(retention) = self.inner.retention {
+            self.inner
+                .store
+                .prune_runs(retention, self.inner.clock.now())
+                .await?;
+        }
         for spec in self.inner.store.load_jobs().await? {
             let id = spec.id.clone();
             match self.insert(spec).await {

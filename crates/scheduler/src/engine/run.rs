@@ -482,6 +482,7 @@ fn finish_slot(inner: &Arc<Inner>, entry: &Arc<JobEntry>, run_id: RunId, state: 
         .metrics
         .running
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    maybe_prune(inner);
     let now = inner.clock.now();
     let mut st = entry.lock();
     if let Some(active) = st.active.as_mut() {
@@ -538,6 +539,28 @@ fn finish_slot(inner: &Arc<Inner>, entry: &Arc<JobEntry>, run_id: RunId, state: 
     {
         st.active = None;
     }
+}
+
+/// Prunes the ledger in the background after every `PRUNE_EVERY` finished runs.
+fn maybe_prune(inner: &Arc<Inner>) {
+    let Some(retention) = inner.retention else {
+        return;
+    };
+    let n = inner
+        .finished
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    if !n.is_multiple_of(super::PRUNE_EVERY) {
+        return;
+    }
+    let store = inner.store.clone();
+    let now = inner.clock.now();
+    inner.tracker.spawn(async move {
+        match store.prune_runs(retention, now).await {
+            Ok(n) => tracing::debug!(deleted = n, "run ledger pruned"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the run ledger"),
+        }
+    });
 }
 
 /// Claims, records and runs one fire with its retries. `None` when it did not run
