@@ -747,7 +747,7 @@ impl Scheduler {
     /// [`EngineError::NotFound`].
     pub fn upcoming(&self, id: &JobId, n: usize) -> Result<Vec<Timestamp>, EngineError> {
         let entry = self.inner.entry(id)?;
-        Ok(run::upcoming(&self.inner, &entry, n))
+        Ok(run::upcoming(&entry, n))
     }
 
     /// One job's current view.

@@ -1061,9 +1061,8 @@ pub(super) async fn backfill(
 }
 
 /// The next `n` nominal fires.
-pub(super) fn upcoming(inner: &Inner, entry: &JobEntry, n: usize) -> Vec<Timestamp> {
+pub(super) fn upcoming(entry: &JobEntry, n: usize) -> Vec<Timestamp> {
     let st = entry.lock();
-    let _ = inner;
     let mut out = Vec::with_capacity(n.min(1024));
     let Some((first, _)) = st.next else {
         return out;
@@ -1128,11 +1127,8 @@ pub(super) fn replace_spec(
         if let Some(next) = st.trigger.next_after(now, 0) {
             arm(inner, entry, &mut st, next);
         }
-    } else {
-        let after = now;
-        if let Some(next) = st.trigger.next_after(after, st.fired) {
-            arm(inner, entry, &mut st, next);
-        }
+    } else if let Some(next) = st.trigger.next_after(now, st.fired) {
+        arm(inner, entry, &mut st, next);
     }
 }
 
