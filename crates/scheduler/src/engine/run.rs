@@ -586,16 +586,25 @@ async fn execute_fire(
             return None;
         }
     };
+    // A free permit of the job's pool lets the run be recorded as running at once
+    // (one ledger write); otherwise it is recorded as scheduled while it waits.
+    let pool = inner.pool(&spec.policies.pool);
+    let early = pool.clone().try_acquire_owned().ok();
+    let recorded_at = inner.clock.now();
     let mut rec = RunRecord {
         run_id,
         job_id: fire.job_id.clone(),
         nominal: fire.nominal,
-        state: RunState::Scheduled,
-        attempt: 0,
+        state: if early.is_some() {
+            RunState::Running
+        } else {
+            RunState::Scheduled
+        },
+        attempt: u32::from(early.is_some()),
         node_id: inner.node_id.to_string(),
         fencing_token: token,
-        scheduled_at: inner.clock.now(),
-        started_at: None,
+        scheduled_at: recorded_at,
+        started_at: early.as_ref().map(|_| recorded_at),
         finished_at: None,
         exit_code: None,
         http_status: None,
@@ -620,20 +629,25 @@ async fn execute_fire(
             tracing::error!(job_id = %fire.job_id, error = %e, "cannot record the run; running it anyway");
         }
     }
-    let pool = inner.pool(&spec.policies.pool);
-    inner
-        .metrics
-        .pool_waiting
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let permit = tokio::select! {
-        biased;
-        () = cancel.cancelled() => None,
-        p = pool.acquire_owned() => p.ok(),
+    let permit = match early {
+        Some(permit) => Some(permit),
+        None => {
+            inner
+                .metrics
+                .pool_waiting
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let permit = tokio::select! {
+                biased;
+                () = cancel.cancelled() => None,
+                p = pool.acquire_owned() => p.ok(),
+            };
+            inner
+                .metrics
+                .pool_waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            permit
+        }
     };
-    inner
-        .metrics
-        .pool_waiting
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     let Some(_permit) = permit else {
         rec.state = RunState::Cancelled;
         rec.finished_at = Some(inner.clock.now());
@@ -647,11 +661,17 @@ async fn execute_fire(
         return Some(rec.state);
     };
 
-    let started = inner.clock.now();
-    rec.state = RunState::Running;
-    rec.started_at = Some(started);
-    rec.attempt = 1;
-    write_run(inner, &rec).await;
+    let started = match rec.started_at {
+        Some(at) => at,
+        None => {
+            let at = inner.clock.now();
+            rec.state = RunState::Running;
+            rec.started_at = Some(at);
+            rec.attempt = 1;
+            write_run(inner, &rec).await;
+            at
+        }
+    };
     inc(&inner.metrics.started);
     let lateness = Duration::try_from(started.duration_since(fire.nominal)).unwrap_or_default();
     inner.metrics.lateness.observe(lateness);
