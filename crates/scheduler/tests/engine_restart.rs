@@ -270,3 +270,91 @@ async fn backfill_runs_only_unrecorded_fires() {
     assert_eq!(rec.nominals(), vec![h(1), h(2), h(3), h(4)]);
     assert!(s.backfill(&id, h(4), h(1)).await.is_err());
 }
+
+/// A coordinator that reports one claim lost with another node.
+#[derive(Debug)]
+struct LosingCoordinator {
+    inner: sundial_scheduler::coordinator::LocalCoordinator,
+    lost: std::sync::Mutex<Vec<sundial_scheduler::coordinator::LostClaim>>,
+}
+
+#[async_trait::async_trait]
+impl sundial_scheduler::coordinator::Coordinator for LosingCoordinator {
+    fn node_id(&self) -> &str {
+        self.inner.node_id()
+    }
+    async fn claim(
+        &self,
+        fire: &sundial_scheduler::job::Fire,
+    ) -> Result<Option<FencingToken>, sundial_scheduler::coordinator::CoordinatorError> {
+        self.inner.claim(fire).await
+    }
+    async fn release(
+        &self,
+        fire: &sundial_scheduler::job::Fire,
+        token: FencingToken,
+        state: RunState,
+    ) -> Result<(), sundial_scheduler::coordinator::CoordinatorError> {
+        self.inner.release(fire, token, state).await
+    }
+    async fn lost_runs(
+        &self,
+    ) -> Result<
+        Vec<sundial_scheduler::coordinator::LostClaim>,
+        sundial_scheduler::coordinator::CoordinatorError,
+    > {
+        Ok(std::mem::take(&mut *self.lost.lock().expect("lock")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn claims_lost_with_another_node_are_marked_lost() {
+    let store = MemoryJobStore::new();
+    // Node n2 recorded 02:00 as running, then died; the coordinator says so.
+    let run = RunRecord {
+        run_id: RunId::generate(h(2)),
+        job_id: JobId::new("hourly"),
+        nominal: h(2),
+        state: RunState::Running,
+        attempt: 1,
+        node_id: "n2".into(),
+        fencing_token: FencingToken(7),
+        scheduled_at: h(2),
+        started_at: Some(h(2)),
+        finished_at: None,
+        exit_code: None,
+        http_status: None,
+        output: String::new(),
+        error: None,
+    };
+    store.insert_run(&run).await.expect("insert");
+    let fire = run.fire();
+    let coordinator = Arc::new(LosingCoordinator {
+        inner: sundial_scheduler::coordinator::LocalCoordinator::new("n1"),
+        lost: std::sync::Mutex::new(vec![sundial_scheduler::coordinator::LostClaim {
+            fire,
+            node_id: "n2".into(),
+            token: FencingToken(7),
+        }]),
+    });
+    let clock: Arc<dyn Clock> = Arc::new(sundial_scheduler::engine::TokioClock::starting_at(h(3)));
+    let s = Scheduler::builder()
+        .node_id("n1")
+        .store(Arc::new(store.clone()))
+        .coordinator(coordinator)
+        .clock(clock)
+        .build();
+    s.start().await.expect("start");
+    let runs = store.all_runs();
+    assert_eq!(runs[0].state, RunState::Lost);
+    assert_eq!(runs[0].finished_at, Some(h(3)));
+    assert_eq!(
+        runs[0].error.as_deref(),
+        Some("node `n2` went away while the run was going")
+    );
+    assert_eq!(s.metrics().runs_lost, 1);
+    assert!(
+        s.reap_lost_runs().await.expect("reap").is_empty(),
+        "reported once"
+    );
+}

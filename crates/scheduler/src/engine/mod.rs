@@ -592,6 +592,7 @@ impl Scheduler {
     /// a warning (and listed by nothing), not an error.
     pub async fn start(&self) -> Result<(), EngineError> {
         run::mark_lost_runs(&self.inner).await?;
+        run::reap_lost_claims(&self.inner).await?;
         if let Some(retention) = self.inner.retention {
             self.inner
                 .store
@@ -607,6 +608,18 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// Asks the coordinator for claims lost with their node ([`Coordinator::lost_runs`])
+    /// and marks their runs `lost` in the ledger (a `Lost` event each). Called at
+    /// [`Scheduler::start`]; a cluster daemon calls it when its coordinator reports a
+    /// node gone (no polling here). Returns the runs marked.
+    ///
+    /// # Errors
+    ///
+    /// Store errors (a coordinator error is logged and yields nothing).
+    pub async fn reap_lost_runs(&self) -> Result<Vec<RunRecord>, EngineError> {
+        run::reap_lost_claims(&self.inner).await
     }
 
     /// Adds a job and saves it in the store. For a new job, fires start after now (a

@@ -57,6 +57,41 @@ pub(super) async fn mark_lost_runs(inner: &Arc<Inner>) -> Result<(), StoreError>
     Ok(())
 }
 
+/// Marks the runs of claims the coordinator reports lost (their node died) as lost.
+pub(super) async fn reap_lost_claims(inner: &Arc<Inner>) -> Result<Vec<RunRecord>, EngineError> {
+    let lost = match inner.coordinator.lost_runs().await {
+        Ok(lost) => lost,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list lost claims");
+            return Ok(Vec::new());
+        }
+    };
+    let now = inner.clock.now();
+    let mut reaped = Vec::new();
+    for claim in lost {
+        // The ledger row of the fire, if its node got as far as recording it.
+        let runs = inner.store.runs(&claim.fire.job_id, 1000).await?;
+        let Some(mut run) = runs
+            .into_iter()
+            .find(|r| r.nominal == claim.fire.nominal && !r.state.is_final())
+        else {
+            continue;
+        };
+        run.state = RunState::Lost;
+        run.finished_at = Some(now);
+        run.error = Some(format!(
+            "node `{}` went away while the run was going",
+            claim.node_id
+        ));
+        inner.store.update_run(&run).await?;
+        inc(&inner.metrics.lost);
+        tracing::warn!(job_id = %run.job_id, run_id = %run.run_id, node_id = %claim.node_id, "run lost with its node");
+        inner.emit(SchedulerEvent::Lost { run: run.clone() });
+        reaped.push(run);
+    }
+    Ok(reaped)
+}
+
 /// Puts a job in the table and arms it.
 pub(super) fn insert_job(
     inner: &Arc<Inner>,
