@@ -269,10 +269,10 @@ pub struct Aggregator {
 /// The day and hour of `ts_ms` in `tz`.
 pub fn day_and_hour(ts_ms: i64, tz: &TimeZone) -> (Day, u8) {
     let ts = Timestamp::from_millisecond(ts_ms).unwrap_or(Timestamp::UNIX_EPOCH);
-    let offset = tz.to_offset(ts).seconds();
-    let local = ts.as_second() + i64::from(offset);
-    let day = local.div_euclid(86_400);
-    let hour = local.rem_euclid(86_400) / 3_600;
+    let offset_ms = i64::from(tz.to_offset(ts).seconds()) * 1_000;
+    let local = ts.as_millisecond() + offset_ms;
+    let day = local.div_euclid(86_400_000);
+    let hour = local.rem_euclid(86_400_000) / 3_600_000;
     // Event timestamps are validated to recent instants: both fit.
     (
         i32::try_from(day).unwrap_or(i32::MAX),

@@ -25,6 +25,10 @@ pub struct App {
     pub app_secret: String,
     /// Whether ingest requires a valid signature.
     pub require_signature: bool,
+    /// The salt Countly SDKs sign requests with (`checksum256`); when set, Countly
+    /// requests without a valid checksum are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub countly_salt: Option<String>,
     /// Creation instant, epoch milliseconds.
     pub created_at_ms: i64,
 }

@@ -408,3 +408,108 @@ fn scale_out_on_nats_and_postgres() {
         s.stop();
     }
 }
+
+#[test]
+fn countly_requests_count_and_checksums_are_enforced() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_s = data.to_str().expect("utf-8");
+    let tz = "UTC";
+    let app = create_app(&["--data-dir", data_s], "Countly", tz);
+    let salted = create_app(&["--data-dir", data_s], "Salted", tz);
+    block_on(async {
+        let pool = sqlx::SqlitePool::connect(&sqlite_url(&data))
+            .await
+            .expect("pool");
+        sqlx::query("UPDATE apps SET countly_salt = 'pepper' WHERE id = $1")
+            .bind(salted.id)
+            .execute(&pool)
+            .await
+            .expect("update");
+    });
+    let server = Server::start(&["--data-dir", data_s], dir.path());
+    let store = open_store(&sqlite_url(&data));
+    let ts = now_ms();
+
+    // /i by GET: a session begins on an Android device.
+    let query = format!(
+        "app_key={}&device_id=c1&timestamp={ts}&begin_session=1&metrics=%7B%22_os%22%3A%22Android%22%7D",
+        app.key
+    );
+    let reply = server.get(&format!("/i?{query}"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["result"], "Success");
+    // /i/bulk by POST form: a known and an unknown app; the unknown one is dropped.
+    let requests = json!([
+        {"app_key": app.key, "device_id": "c2", "timestamp": ts, "begin_session": 1},
+        {"app_key": "unknown", "device_id": "c3", "timestamp": ts, "begin_session": 1},
+        {"app_key": app.key, "device_id": "c1", "timestamp": ts, "session_duration": 30,
+         "end_session": 1}
+    ]);
+    let form = format!("requests={}", url_encode(&requests.to_string()));
+    let reply = server.post(
+        "/i/bulk",
+        form.as_bytes(),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    assert_eq!(
+        (reply.status, reply.json()["result"].clone()),
+        (200, json!("Success"))
+    );
+
+    // The salted app: a wrong checksum is dropped (still 200 for the SDK), a right one counts.
+    let base = format!(
+        "app_key={}&device_id=s1&timestamp={ts}&begin_session=1",
+        salted.key
+    );
+    let reply = server.get(&format!("/i?{base}&checksum256={}", "0".repeat(64)));
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("checksum"), "{}", reply.body);
+    let digest = hex_upper(&sha2::Sha256::digest(format!("{base}pepper").as_bytes()));
+    let reply = server.get(&format!("/i?{base}&checksum256={digest}"));
+    assert_eq!(reply.status, 200);
+    assert!(!reply.body.contains("ignored"), "{}", reply.body);
+    // /o/sdk answers a valid empty configuration.
+    let reply = server.get(&format!(
+        "/o/sdk?method=sc&app_key={}&device_id=c1",
+        app.key
+    ));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "{}"));
+
+    drain(&server, &store, &app, tz, "sentinel");
+    drain(&server, &store, &salted, tz, "sentinel2");
+    let day = today(tz);
+    let t = block_on(store.day_totals(app.id, day, day)).expect("totals")[0];
+    // c1, c2 and the sentinel launched; c1 reported 30 s with its end_session.
+    assert_eq!(
+        (t.launches, t.usage_reports, t.active_users),
+        (3, 1, 3),
+        "{t:?}"
+    );
+    assert!((t.usage_secs - 30.0).abs() < 1e-9);
+    let android =
+        block_on(store.day_set(app.id, day, "active", "platform", "android")).expect("set");
+    assert_eq!(android.len(), 1);
+    let s = block_on(store.day_totals(salted.id, day, day)).expect("totals")[0];
+    assert_eq!(
+        s.launches, 2,
+        "the checksummed launch and the sentinel: {s:?}"
+    );
+    server.stop();
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}

@@ -4,7 +4,8 @@
 //! HTTP side: read the body (gzip undone, size-limited), look up each request's app,
 //! make the events durable, answer 200 with a truthy `result`. Only a bus failure gets
 //! an error status (503), because then nothing was acknowledged and the SDK's resend is
-//! what we want. Requests for unknown app keys are dropped with an `info` saying so
+//! what we want. Requests for unknown app keys, and requests without a valid
+//! `checksum256` for an app that has a Countly salt, are dropped with an `info` saying so
 //! (any other status would make the SDK resend them forever).
 //!
 //! CORS: the web SDK posts from the page's origin, so these routes answer preflights
@@ -126,6 +127,7 @@ async fn serve(
         by_key.entry(key).or_default().push(event.clone());
     }
     let mut unknown = Vec::new();
+    let mut bad_checksum = None;
     let mut published = 0_usize;
     for (key, events) in by_key {
         let app = match state.app_by_key(key).await {
@@ -144,6 +146,13 @@ async fn serve(
                     .into_response();
             }
         };
+        if let Some(salt) = app.countly_salt.as_deref().filter(|s| !s.is_empty()) {
+            let verdict = request.verify_checksum(salt);
+            if !verdict.is_valid() {
+                bad_checksum = verdict.reason();
+                continue;
+            }
+        }
         if !state.admit(app.id) {
             metrics::counter!("sundial_ingest_rate_limited_total").increment(1);
             return (
@@ -171,9 +180,15 @@ async fn serve(
             "field" => rejection.field.clone())
         .increment(1);
     }
-    if published == 0 && !unknown.is_empty() {
-        metrics::counter!("sundial_countly_dropped_total", "reason" => "app_key").increment(1);
-        return json(outcome.ignored_reply("unknown app_key"));
+    if published == 0 {
+        if let Some(reason) = bad_checksum {
+            metrics::counter!("sundial_countly_dropped_total", "reason" => "checksum").increment(1);
+            return json(outcome.ignored_reply(reason));
+        }
+        if !unknown.is_empty() {
+            metrics::counter!("sundial_countly_dropped_total", "reason" => "app_key").increment(1);
+            return json(outcome.ignored_reply("unknown app_key"));
+        }
     }
     json(outcome.reply)
 }

@@ -19,6 +19,7 @@ struct AppRow {
     app_secret: String,
     require_signature: bool,
     created_at_ms: i64,
+    countly_salt: Option<String>,
 }
 
 impl From<AppRow> for App {
@@ -31,6 +32,7 @@ impl From<AppRow> for App {
             app_secret: r.app_secret,
             require_signature: r.require_signature,
             created_at_ms: r.created_at_ms,
+            countly_salt: r.countly_salt,
         }
     }
 }
@@ -38,7 +40,7 @@ impl From<AppRow> for App {
 /// The columns of `apps`, in [`AppRow`] order (a macro so that queries stay `&'static str`).
 macro_rules! columns {
     () => {
-        "id, name, timezone, app_key, app_secret, require_signature, created_at_ms"
+        "id, name, timezone, app_key, app_secret, require_signature, created_at_ms, countly_salt"
     };
 }
 

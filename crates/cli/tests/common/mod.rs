@@ -65,8 +65,7 @@ impl Server {
     pub(crate) fn start(args: &[&str], log_dir: &Path) -> Server {
         let log = log_dir.join(format!(
             "serve-{}.log",
-            Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id())
-                ^ rand_suffix()
+            Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()) ^ rand_suffix()
         ));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut child = sundial()
@@ -106,7 +105,11 @@ impl Server {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let status = self.child.wait().expect("wait");
-        assert!(status.success(), "serve exited with {status}: {}", self.log_text());
+        assert!(
+            status.success(),
+            "serve exited with {status}: {}",
+            self.log_text()
+        );
     }
 
     /// What the server logged so far.
@@ -169,7 +172,11 @@ pub(crate) fn http(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) && !body.is_empty() {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        && !body.is_empty()
+    {
         request.push_str("Content-Type: application/json\r\n");
     }
     for (k, v) in headers {
@@ -190,7 +197,11 @@ pub(crate) fn http(
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     Reply { status, body }
 }
 
