@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -47,22 +46,7 @@ impl Daemon {
             .stderr(log_file)
             .spawn()
             .expect("spawn sundial run");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(rest) = line.strip_prefix("listening on http://") {
-                        break rest.parse().expect("address");
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    panic!("sundial run exited before listening:\n{text}");
-                }
-            }
-        };
+        let addr = common::wait_listening(&mut child, &log, "sundial run");
         Daemon { child, addr, log }
     }
 

@@ -52,6 +52,27 @@ pub(crate) fn create_app(store_flags: &[&str], name: &str, timezone: &str) -> Te
     }
 }
 
+/// Reads the child's stdout (piped) until its `listening on http://ADDR` line and returns
+/// the address; if the child exits first, kills it and panics with its log.
+pub(crate) fn wait_listening(child: &mut Child, log: &Path, what: &str) -> SocketAddr {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(rest) = line.strip_prefix("listening on http://") {
+                    return rest.parse().expect("address");
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("{what} exited before listening:\n{text}");
+            }
+        }
+    }
+}
+
 /// A running `sundial serve`.
 pub(crate) struct Server {
     child: Child,
@@ -75,22 +96,7 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .expect("spawn sundial serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(rest) = line.strip_prefix("listening on http://") {
-                        break rest.parse().expect("address");
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    panic!("sundial serve exited before listening:\n{text}");
-                }
-            }
-        };
+        let addr = wait_listening(&mut child, &log, "sundial serve");
         Server { child, addr, log }
     }
 
@@ -218,12 +224,18 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
-/// A current-thread runtime for the async store calls.
+/// Runs a store call on one runtime shared by the whole test binary: a PostgreSQL pool's
+/// connections belong to the runtime that opened them, so every call must use it.
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        })
         .block_on(f)
 }
 
