@@ -178,7 +178,8 @@ pub struct Changes {
     pub hour_counters: BTreeMap<HourCounterKey, HourCounts>,
     /// Custom event counter increments.
     pub event_counters: BTreeMap<EventCounterKey, EventCounts>,
-    /// New `(app, user_id, first ts)`.
+    /// `(app, user_id, first ts)` of new users, and of known users seen earlier than
+    /// before (upsert keeping the earliest instant).
     pub users: Vec<(i64, String, i64)>,
     /// `(app, event_id, ts)` to remember for de-duplication.
     pub event_ids: Vec<(i64, String, i64)>,
@@ -186,6 +187,30 @@ pub struct Changes {
     pub events_counted: u64,
     /// Events skipped as duplicates.
     pub duplicates: u64,
+    /// The size of every set this batch changed, after the change.
+    pub set_sizes: Vec<(SetKey, u64)>,
+    /// The events counted, per app and day, for the raw-event archive.
+    pub raw: Vec<RawEvents>,
+}
+
+/// Counted events of one app and day, as the raw-event archive keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvents {
+    /// The app.
+    pub app_id: i64,
+    /// The day of the events in the app's zone.
+    pub day: Day,
+    /// How many events `payload` holds.
+    pub events: u64,
+    /// A JSON array of [`Event`]s.
+    pub payload: Vec<u8>,
+}
+
+impl RawEvents {
+    /// The events of `payload`.
+    pub fn decode(payload: &[u8]) -> Result<Vec<Event>, RecordError> {
+        serde_json::from_slice(payload).map_err(RecordError::from)
+    }
 }
 
 /// What the aggregator needs from a store.
@@ -197,8 +222,8 @@ pub trait AggregateStore: Send + Sync {
     async fn app_timezone(&self, app_id: i64) -> Result<Option<String>, StoreError>;
     /// Every device of an app.
     async fn load_devices(&self, app_id: i64) -> Result<Vec<DeviceRow>, StoreError>;
-    /// Every `user_id` of an app.
-    async fn load_users(&self, app_id: i64) -> Result<Vec<String>, StoreError>;
+    /// Every `user_id` of an app, with its first-seen instant (epoch ms).
+    async fn load_users(&self, app_id: i64) -> Result<Vec<(String, i64)>, StoreError>;
     /// One set as stored (empty with `next_seq` 0 when absent).
     async fn load_set(&self, key: &SetKey) -> Result<StoredSet, StoreError>;
     /// Which of these event ids the app has already counted.
@@ -233,7 +258,7 @@ struct AppState {
     tz: TimeZone,
     devices: HashMap<String, DeviceInfo>,
     next_device_no: u32,
-    users: HashSet<String>,
+    users: HashMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -340,6 +365,7 @@ impl Aggregator {
         };
         let mut changes = Changes::default();
         let mut batch = BatchState::default();
+        let mut raw: BTreeMap<(i64, Day), Vec<&Event>> = BTreeMap::new();
 
         // Load what the batch touches: apps, and which event ids were counted before.
         let mut ids_by_app: HashMap<i64, Vec<String>> = HashMap::new();
@@ -375,7 +401,8 @@ impl Aggregator {
                         .event_ids
                         .push((record.app_id, id.clone(), event.ts_ms));
                 }
-                count_event(record.app_id, app, event, &mut changes, &mut batch);
+                let day = count_event(record.app_id, app, event, &mut changes, &mut batch);
+                raw.entry((record.app_id, day)).or_default().push(event);
                 changes.events_counted += 1;
             }
         }
@@ -399,6 +426,7 @@ impl Aggregator {
             }
             cached.members |= &added;
             cached.members -= &removed;
+            changes.set_sizes.push((key.clone(), cached.members.len()));
             if cached.next_seq >= COMPACT_AFTER_DELTAS {
                 changes.sets.push(SetChange::Compact {
                     key,
@@ -414,6 +442,19 @@ impl Aggregator {
                 });
                 cached.next_seq += 1;
             }
+        }
+
+        for ((app_id, day), events) in raw {
+            let payload = serde_json::to_vec(&events).map_err(|e| AggregateError::Record {
+                position: last.position,
+                source: RecordError::from(e),
+            })?;
+            changes.raw.push(RawEvents {
+                app_id,
+                day,
+                events: events.len() as u64,
+                payload,
+            });
         }
 
         report.events = changes.events_counted;
@@ -509,13 +550,14 @@ const HOURS: [&str; 24] = [
     "17", "18", "19", "20", "21", "22", "23",
 ];
 
+/// Counts one event; returns its day.
 fn count_event(
     app_id: i64,
     app: &mut AppState,
     event: &Event,
     changes: &mut Changes,
     batch: &mut BatchState,
-) {
+) -> Day {
     let (day, hour) = day_and_hour(event.ts_ms, &app.tz);
 
     // The device: new, earlier than its first-seen, or known.
@@ -581,11 +623,21 @@ fn count_event(
         Some(info) => info.no,
     };
 
-    if let Some(user) = &event.user_id
-        && !app.users.contains(user)
-    {
-        app.users.insert(user.clone());
-        changes.users.push((app_id, user.clone(), event.ts_ms));
+    if let Some(user) = &event.user_id {
+        let earlier = match app.users.get_mut(user) {
+            None => {
+                app.users.insert(user.clone(), event.ts_ms);
+                true
+            }
+            Some(first) if event.ts_ms < *first => {
+                *first = event.ts_ms;
+                true
+            }
+            Some(_) => false,
+        };
+        if earlier {
+            changes.users.push((app_id, user.clone(), event.ts_ms));
+        }
     }
 
     // Activity: the total, each breakdown value, the hour.
@@ -656,6 +708,7 @@ fn count_event(
             }
         }
     }
+    day
 }
 
 fn breakdown_values(event: &Event) -> [&str; 5] {

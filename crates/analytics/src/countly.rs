@@ -914,6 +914,7 @@ fn decode_one(
             continue;
         };
         ctx.budget.left -= 1;
+        let incremental_session = matches!(kind, EventKind::OpenApp | EventKind::UsageTime { .. });
         decoded.events.push(Event {
             kind,
             ts_ms: ts.as_millisecond(),
@@ -921,6 +922,7 @@ fn decode_one(
             user_id: None,
             dims: dims.clone(),
             event_id,
+            incremental_session,
         });
     }
     if over_limit > 0 {

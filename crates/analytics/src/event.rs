@@ -41,6 +41,12 @@ pub struct Event {
     /// The SDK's id for this event, for de-duplication of retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+    /// True when the event is part of a session reported in increments (a Countly
+    /// `begin_session`, `session_duration` or `end_session`): such a session's
+    /// `usage_time` reports add up to one session in the session-length distribution,
+    /// where a native `usage_time` is a whole session by itself.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub incremental_session: bool,
 }
 
 /// The kinds of event and their payloads.
@@ -78,6 +84,10 @@ pub enum EventKind {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn is_true(value: &bool) -> bool {
@@ -213,6 +223,7 @@ mod tests {
                 ..Dimensions::default()
             },
             event_id: Some("e1".into()),
+            incremental_session: false,
         };
         let json = serde_json::to_string(&event).expect("serialise");
         assert!(json.contains(r#""type":"custom""#), "{json}");

@@ -447,6 +447,7 @@ fn parse_event(
             user_id,
             dims,
             event_id,
+            incremental_session: false,
         },
         clamped,
     ))

@@ -11,6 +11,7 @@ pub mod bus;
 pub mod countly;
 pub mod event;
 pub mod ingest;
+pub mod metrics;
 pub mod record;
 pub mod store;
 

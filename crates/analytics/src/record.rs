@@ -83,6 +83,7 @@ mod tests {
                 user_id: None,
                 dims: Dimensions::default(),
                 event_id: None,
+                incremental_session: false,
             }],
         );
         let bytes = record.encode();

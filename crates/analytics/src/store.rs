@@ -25,9 +25,10 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Where apps and aggregates are kept.
+/// Where apps and aggregates are kept; the metrics engine reads the aggregates
+/// through the [`MetricsSource`](crate::metrics::MetricsSource) part.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: crate::metrics::MetricsSource + Send + Sync + std::fmt::Debug {
     /// Creates an app with a fresh key and secret.
     async fn create_app(&self, app: NewApp) -> Result<App, StoreError>;
     /// All apps, by id.

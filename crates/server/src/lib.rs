@@ -2,7 +2,8 @@
 //!
 //! - [`router`] builds the axum router: native ingest (`/api/v1/ingest`,
 //!   `/api/v1/open_app`, `/api/v1/usage_time`), the Countly SDK endpoints (`/i`,
-//!   `/i/bulk`, `/o/sdk`), and operations (`/healthz`, `/readyz`, `/metrics`);
+//!   `/i/bulk`, `/o/sdk`), the metrics query API (`/api/v1/apps/{app}/…`, see
+//!   `docs/metrics.md`), and operations (`/healthz`, `/readyz`, `/metrics`);
 //! - [`run_aggregator`] is the bus → aggregator → store loop;
 //! - [`jobs_router`] is the jobs REST API of the `sundial run` daemon over a
 //!   scheduler ([`JobsState`]), with its own `/metrics` and `/healthz`.
@@ -19,6 +20,7 @@ mod ingest;
 mod jobs;
 mod ops;
 mod pipeline;
+mod query;
 mod state;
 
 use axum::Router;
@@ -43,6 +45,14 @@ pub fn router(state: ServerState) -> Router {
         .route("/i/bulk/", any(countly::handle))
         .route("/o/sdk", any(countly::handle))
         .route("/o/sdk/", any(countly::handle))
+        .route("/api/v1/apps/{app}/overview", get(query::overview))
+        .route("/api/v1/apps/{app}/active", get(query::active))
+        .route("/api/v1/apps/{app}/retention", get(query::retention))
+        .route("/api/v1/apps/{app}/lifecycle", get(query::lifecycle))
+        .route("/api/v1/apps/{app}/distribution", get(query::distribution))
+        .route("/api/v1/apps/{app}/breakdown", get(query::breakdown))
+        .route("/api/v1/apps/{app}/events", get(query::events))
+        .route("/api/v1/apps/{app}/summary", get(query::summary))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

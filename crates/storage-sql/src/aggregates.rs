@@ -85,14 +85,13 @@ impl AggregateStore for SqlStore {
             .collect())
     }
 
-    async fn load_users(&self, app_id: i64) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "SELECT user_id FROM app_users WHERE app_id = $1";
-        let rows: Vec<(String,)> = on_backend!(self, pool => sqlx::query_as(SQL)
+    async fn load_users(&self, app_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        const SQL: &str = "SELECT user_id, first_ts_ms FROM app_users WHERE app_id = $1";
+        on_backend!(self, pool => sqlx::query_as(SQL)
             .bind(app_id)
             .fetch_all(pool)
             .await
-            .map_err(backend_error)?);
-        Ok(rows.into_iter().map(|(u,)| u).collect())
+            .map_err(backend_error))
     }
 
     async fn load_set(&self, key: &SetKey) -> Result<StoredSet, StoreError> {
@@ -144,7 +143,13 @@ impl AggregateStore for SqlStore {
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, device_no) DO UPDATE SET \
              first_ts_ms = excluded.first_ts_ms, first_day = excluded.first_day";
         const USER: &str = "INSERT INTO app_users (app_id, user_id, first_ts_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (app_id, user_id) DO NOTHING";
+             ON CONFLICT (app_id, user_id) DO UPDATE SET first_ts_ms = excluded.first_ts_ms \
+             WHERE excluded.first_ts_ms < app_users.first_ts_ms";
+        const SET_SIZE: &str = "INSERT INTO set_sizes (app_id, day, kind, dim, value, size) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, kind, dim, day, value) \
+             DO UPDATE SET size = excluded.size";
+        const RAW: &str =
+            "INSERT INTO raw_events (app_id, day, events, payload) VALUES ($1, $2, $3, $4)";
         const EVENT_ID: &str = "INSERT INTO event_ids (app_id, event_id, ts_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (app_id, event_id) DO NOTHING";
         const SET_DELTA: &str = "INSERT INTO day_sets (app_id, day, kind, dim, value, seq, added, removed) \
@@ -233,6 +238,28 @@ impl AggregateStore for SqlStore {
                             .map_err(backend_error)?;
                     }
                 }
+            }
+            for (key, size) in &changes.set_sizes {
+                sqlx::query(SET_SIZE)
+                    .bind(key.app_id)
+                    .bind(i64::from(key.day))
+                    .bind(key.kind)
+                    .bind(key.dim)
+                    .bind(&key.value)
+                    .bind(i64::try_from(*size).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+            }
+            for raw in &changes.raw {
+                sqlx::query(RAW)
+                    .bind(raw.app_id)
+                    .bind(i64::from(raw.day))
+                    .bind(i64::try_from(raw.events).unwrap_or(i64::MAX))
+                    .bind(&raw.payload)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
             }
             for ((app_id, day, dim, value), c) in &changes.day_counters {
                 sqlx::query(DAY)

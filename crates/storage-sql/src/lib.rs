@@ -23,6 +23,7 @@ macro_rules! on_backend {
 mod aggregates;
 mod apps;
 mod jobs;
+mod metrics;
 mod read;
 
 pub use read::{DayTotals, EventTotals};
@@ -55,6 +56,15 @@ enum Backend {
 /// A store that could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// A data upgrade after the migrations failed.
+    #[error("cannot upgrade the data of {url}")]
+    Upgrade {
+        /// The URL, with any password removed.
+        url: String,
+        /// What failed.
+        #[source]
+        source: sundial_analytics::StoreError,
+    },
     /// The URL names no supported backend.
     #[error("unsupported store URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     Scheme(String),
@@ -134,10 +144,15 @@ impl SqlStore {
             sqlx::migrate!("./migrations/postgres")
                 .run(&pool)
                 .await
-                .map_err(|source| ConnectError::Migrate { url: shown, source })?;
-            Ok(Self {
+                .map_err(|source| ConnectError::Migrate {
+                    url: shown.clone(),
+                    source,
+                })?;
+            let store = Self {
                 backend: Backend::Postgres(pool),
-            })
+            };
+            store.upgrade(&shown).await?;
+            Ok(store)
         } else {
             Err(ConnectError::Scheme(shown))
         }
@@ -178,9 +193,21 @@ impl SqlStore {
                 url: shown.to_owned(),
                 source,
             })?;
-        Ok(Self {
+        let store = Self {
             backend: Backend::Sqlite(pool),
-        })
+        };
+        store.upgrade(shown).await?;
+        Ok(store)
+    }
+
+    /// Data upgrades that SQL migrations cannot do (they need Rust: bitmaps).
+    async fn upgrade(&self, shown: &str) -> Result<(), ConnectError> {
+        self.backfill_set_sizes()
+            .await
+            .map_err(|source| ConnectError::Upgrade {
+                url: shown.to_owned(),
+                source,
+            })
     }
 
     /// `sqlite` or `postgres`.

@@ -24,24 +24,8 @@ pub struct DayTotals {
     pub new_users: u64,
 }
 
-/// One custom-event counter row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventTotals {
-    /// The day.
-    pub day: Day,
-    /// Event name.
-    pub name: String,
-    /// Segment key (empty for the total).
-    pub seg_key: String,
-    /// Segment value (empty for the total).
-    pub seg_value: String,
-    /// Sum of counts.
-    pub count: i64,
-    /// Sum of sums.
-    pub sum: f64,
-    /// Sum of durations.
-    pub dur_secs: f64,
-}
+/// One custom-event counter row (the metrics engine's row type).
+pub type EventTotals = sundial_analytics::metrics::EventCounterRow;
 
 impl SqlStore {
     /// Totals for every day in `from..=to` (days without data are present with zeros).

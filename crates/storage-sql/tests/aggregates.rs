@@ -28,6 +28,7 @@ fn launch(device: &str, ts_ms: i64) -> Event {
         user_id: None,
         dims: Dimensions::default(),
         event_id: None,
+        incremental_session: false,
     }
 }
 

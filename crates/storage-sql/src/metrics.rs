@@ -1,0 +1,317 @@
+//! The metrics engine's reads ([`MetricsSource`]) on both backends: one range query per
+//! call, so that a 90-day answer costs a handful of round trips, not one per day.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use roaring::RoaringBitmap;
+use sundial_analytics::aggregate::{Day, DayCounts, HourCounts, RawEvents};
+use sundial_analytics::metrics::{EventCounterRow, MetricsSource};
+use sundial_analytics::{Event, StoreError};
+
+use crate::aggregates::fold_set_rows;
+use crate::{Backend, SqlStore, backend_error};
+
+/// A `day_sets` row's bitmaps: added, removed.
+type SetRow = (Vec<u8>, Option<Vec<u8>>);
+
+fn day(value: i64) -> Day {
+    // Days are written from `Day` values: they always fit.
+    Day::try_from(value).unwrap_or(Day::MAX)
+}
+
+#[async_trait]
+impl MetricsSource for SqlStore {
+    async fn day_counters(
+        &self,
+        app_id: i64,
+        dim: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, String, DayCounts)>, StoreError> {
+        const SQL: &str = "SELECT day, value, launches, usage_secs, usage_reports FROM day_counters \
+                           WHERE app_id = $1 AND dim = $2 AND day BETWEEN $3 AND $4";
+        let rows: Vec<(i64, String, i64, f64, i64)> = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(dim)
+            .bind(i64::from(from))
+            .bind(i64::from(to))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(rows
+            .into_iter()
+            .map(|(d, value, launches, usage_secs, usage_reports)| {
+                (
+                    day(d),
+                    value,
+                    DayCounts {
+                        launches,
+                        usage_secs,
+                        usage_reports,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn set_sizes(
+        &self,
+        app_id: i64,
+        kind: &str,
+        dim: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, String, u64)>, StoreError> {
+        const SQL: &str = "SELECT day, value, size FROM set_sizes \
+                           WHERE app_id = $1 AND kind = $2 AND dim = $3 AND day BETWEEN $4 AND $5";
+        let rows: Vec<(i64, String, i64)> = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(kind)
+            .bind(dim)
+            .bind(i64::from(from))
+            .bind(i64::from(to))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(rows
+            .into_iter()
+            .map(|(d, value, size)| (day(d), value, u64::try_from(size).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn set_size_sum_before(
+        &self,
+        app_id: i64,
+        kind: &str,
+        before: Day,
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM set_sizes \
+                           WHERE app_id = $1 AND kind = $2 AND dim = '' AND day < $3";
+        let (sum,): (i64,) = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(kind)
+            .bind(i64::from(before))
+            .fetch_one(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(u64::try_from(sum).unwrap_or(0))
+    }
+
+    async fn sets(
+        &self,
+        app_id: i64,
+        kind: &str,
+        dim: &str,
+        value: Option<&str>,
+        from: Day,
+        to: Day,
+    ) -> Result<BTreeMap<(Day, String), RoaringBitmap>, StoreError> {
+        const ALL: &str = "SELECT day, value, added, removed FROM day_sets \
+                           WHERE app_id = $1 AND kind = $2 AND dim = $3 AND day BETWEEN $4 AND $5 \
+                           ORDER BY day, value, seq";
+        const ONE: &str = "SELECT day, value, added, removed FROM day_sets \
+                           WHERE app_id = $1 AND kind = $2 AND dim = $3 AND day BETWEEN $4 AND $5 \
+                           AND value = $6 ORDER BY day, value, seq";
+        type Row = (i64, String, Vec<u8>, Option<Vec<u8>>);
+        let rows: Vec<Row> = on_backend!(self, pool => {
+            let query = sqlx::query_as(if value.is_some() { ONE } else { ALL })
+                .bind(app_id)
+                .bind(kind)
+                .bind(dim)
+                .bind(i64::from(from))
+                .bind(i64::from(to));
+            let query = match value {
+                Some(v) => query.bind(v),
+                None => query,
+            };
+            query.fetch_all(pool).await.map_err(backend_error)?
+        });
+        let mut grouped: BTreeMap<(Day, String), Vec<(Vec<u8>, Option<Vec<u8>>)>> = BTreeMap::new();
+        for (d, value, added, removed) in rows {
+            grouped
+                .entry((day(d), value))
+                .or_default()
+                .push((added, removed));
+        }
+        let mut out = BTreeMap::new();
+        for (key, rows) in grouped {
+            out.insert(key, fold_set_rows(rows)?);
+        }
+        Ok(out)
+    }
+
+    async fn hour_counters(
+        &self,
+        app_id: i64,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<(Day, u8, HourCounts)>, StoreError> {
+        const SQL: &str = "SELECT day, hour, launches, new_users FROM hour_counters \
+                           WHERE app_id = $1 AND day BETWEEN $2 AND $3";
+        let rows: Vec<(i64, i64, i64, i64)> = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(i64::from(from))
+            .bind(i64::from(to))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(rows
+            .into_iter()
+            .map(|(d, hour, launches, new_users)| {
+                (
+                    day(d),
+                    u8::try_from(hour).unwrap_or(0),
+                    HourCounts {
+                        launches,
+                        new_users,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn event_counters(
+        &self,
+        app_id: i64,
+        from: Day,
+        to: Day,
+        seg_key: Option<&str>,
+    ) -> Result<Vec<EventCounterRow>, StoreError> {
+        const TOTALS: &str = "SELECT day, name, seg_key, seg_value, count, sum, dur_secs \
+                              FROM event_counters WHERE app_id = $1 AND day BETWEEN $2 AND $3 \
+                              AND seg_key = ''";
+        const SEGMENT: &str = "SELECT day, name, seg_key, seg_value, count, sum, dur_secs \
+                               FROM event_counters WHERE app_id = $1 AND day BETWEEN $2 AND $3 \
+                               AND (seg_key = '' OR seg_key = $4)";
+        type Row = (i64, String, String, String, i64, f64, f64);
+        let rows: Vec<Row> = on_backend!(self, pool => {
+            let query = sqlx::query_as(if seg_key.is_some() { SEGMENT } else { TOTALS })
+                .bind(app_id)
+                .bind(i64::from(from))
+                .bind(i64::from(to));
+            let query = match seg_key {
+                Some(k) => query.bind(k),
+                None => query,
+            };
+            query.fetch_all(pool).await.map_err(backend_error)?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(d, name, seg_key, seg_value, count, sum, dur_secs)| EventCounterRow {
+                    day: day(d),
+                    name,
+                    seg_key,
+                    seg_value,
+                    count,
+                    sum,
+                    dur_secs,
+                },
+            )
+            .collect())
+    }
+
+    async fn raw_events(&self, app_id: i64, from: Day, to: Day) -> Result<Vec<Event>, StoreError> {
+        const SQL: &str =
+            "SELECT payload FROM raw_events WHERE app_id = $1 AND day BETWEEN $2 AND $3";
+        let rows: Vec<(Vec<u8>,)> = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(i64::from(from))
+            .bind(i64::from(to))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        let mut events = Vec::new();
+        for (payload,) in rows {
+            events.extend(
+                RawEvents::decode(&payload).map_err(|e| {
+                    StoreError::Backend(format!("corrupt raw-event row: {e}").into())
+                })?,
+            );
+        }
+        Ok(events)
+    }
+
+    async fn users_first_seen(
+        &self,
+        app_id: i64,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<(u64, Vec<i64>), StoreError> {
+        const BEFORE: &str =
+            "SELECT COUNT(*) FROM app_users WHERE app_id = $1 AND first_ts_ms < $2";
+        const WITHIN: &str = "SELECT first_ts_ms FROM app_users WHERE app_id = $1 \
+                              AND first_ts_ms >= $2 AND first_ts_ms < $3";
+        let (before,): (i64,) = on_backend!(self, pool => sqlx::query_as(BEFORE)
+            .bind(app_id)
+            .bind(start_ms)
+            .fetch_one(pool)
+            .await
+            .map_err(backend_error)?);
+        let within: Vec<(i64,)> = if start_ms < end_ms {
+            on_backend!(self, pool => sqlx::query_as(WITHIN)
+                .bind(app_id)
+                .bind(start_ms)
+                .bind(end_ms)
+                .fetch_all(pool)
+                .await
+                .map_err(backend_error)?)
+        } else {
+            Vec::new()
+        };
+        Ok((
+            u64::try_from(before).unwrap_or(0),
+            within.into_iter().map(|(t,)| t).collect(),
+        ))
+    }
+}
+
+impl SqlStore {
+    /// Fills `set_sizes` from `day_sets` for a store aggregated before migration 0005
+    /// (a no-op when sizes exist or there are no sets). Runs once, at open.
+    pub(crate) async fn backfill_set_sizes(&self) -> Result<(), StoreError> {
+        const HAS_SIZES: &str = "SELECT COUNT(*) FROM set_sizes";
+        const HAS_SETS: &str = "SELECT COUNT(*) FROM day_sets";
+        const ROWS: &str = "SELECT app_id, day, kind, dim, value, added, removed FROM day_sets \
+                            ORDER BY app_id, day, kind, dim, value, seq";
+        const INSERT: &str = "INSERT INTO set_sizes (app_id, day, kind, dim, value, size) \
+                              VALUES ($1, $2, $3, $4, $5, $6)";
+        let (sizes,): (i64,) = on_backend!(self, pool => sqlx::query_as(HAS_SIZES)
+            .fetch_one(pool).await.map_err(backend_error)?);
+        let (sets,): (i64,) = on_backend!(self, pool => sqlx::query_as(HAS_SETS)
+            .fetch_one(pool).await.map_err(backend_error)?);
+        if sizes > 0 || sets == 0 {
+            return Ok(());
+        }
+        type Row = (i64, i64, String, String, String, Vec<u8>, Option<Vec<u8>>);
+        let rows: Vec<Row> = on_backend!(self, pool => sqlx::query_as(ROWS)
+            .fetch_all(pool).await.map_err(backend_error)?);
+        let mut folded: BTreeMap<(i64, i64, String, String, String), Vec<SetRow>> = BTreeMap::new();
+        for (app_id, day, kind, dim, value, added, removed) in rows {
+            folded
+                .entry((app_id, day, kind, dim, value))
+                .or_default()
+                .push((added, removed));
+        }
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await.map_err(backend_error)?;
+            for ((app_id, day, kind, dim, value), rows) in folded {
+                let size = fold_set_rows(rows)?.len();
+                sqlx::query(INSERT)
+                    .bind(app_id)
+                    .bind(day)
+                    .bind(kind)
+                    .bind(dim)
+                    .bind(value)
+                    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+            }
+            tx.commit().await.map_err(backend_error)?;
+        });
+        tracing::info!("set sizes filled in from the stored sets (migration 0005)");
+        Ok(())
+    }
+}
