@@ -34,6 +34,9 @@ pub enum RecordError {
     /// Not the JSON shape of a record.
     #[error("malformed event record: {0}")]
     Malformed(#[from] serde_json::Error),
+    /// A compressed archive payload did not (de)compress.
+    #[error("raw-event archive compression: {0}")]
+    Compression(#[source] std::io::Error),
     /// Written by a newer build.
     #[error("event record format version {0} is newer than this build's ({RECORD_VERSION})")]
     Version(u32),

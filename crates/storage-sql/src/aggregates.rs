@@ -156,11 +156,12 @@ impl AggregateStore for SqlStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         const SET_CLEAR: &str = "DELETE FROM day_sets WHERE app_id = $1 AND day = $2 AND kind = $3 \
              AND dim = $4 AND value = $5";
-        const DAY: &str = "INSERT INTO day_counters (app_id, day, dim, value, launches, usage_secs, usage_reports) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_id, day, dim, value) DO UPDATE SET \
+        const DAY: &str = "INSERT INTO day_counters (app_id, day, dim, value, launches, usage_secs, usage_reports, new_registered) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_id, day, dim, value) DO UPDATE SET \
              launches = day_counters.launches + excluded.launches, \
              usage_secs = day_counters.usage_secs + excluded.usage_secs, \
-             usage_reports = day_counters.usage_reports + excluded.usage_reports";
+             usage_reports = day_counters.usage_reports + excluded.usage_reports, \
+             new_registered = day_counters.new_registered + excluded.new_registered";
         const HOUR: &str = "INSERT INTO hour_counters (app_id, day, hour, launches, new_users) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, day, hour) DO UPDATE SET \
              launches = hour_counters.launches + excluded.launches, \
@@ -270,6 +271,7 @@ impl AggregateStore for SqlStore {
                     .bind(c.launches)
                     .bind(c.usage_secs)
                     .bind(c.usage_reports)
+                    .bind(c.new_registered)
                     .execute(&mut *tx)
                     .await
                     .map_err(backend_error)?;

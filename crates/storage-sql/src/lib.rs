@@ -202,12 +202,14 @@ impl SqlStore {
 
     /// Data upgrades that SQL migrations cannot do (they need Rust: bitmaps).
     async fn upgrade(&self, shown: &str) -> Result<(), ConnectError> {
-        self.backfill_set_sizes()
-            .await
-            .map_err(|source| ConnectError::Upgrade {
-                url: shown.to_owned(),
-                source,
-            })
+        let upgrade = async {
+            self.backfill_set_sizes().await?;
+            self.backfill_registered().await
+        };
+        upgrade.await.map_err(|source| ConnectError::Upgrade {
+            url: shown.to_owned(),
+            source,
+        })
     }
 
     /// `sqlite` or `postgres`.

@@ -29,9 +29,9 @@ impl MetricsSource for SqlStore {
         from: Day,
         to: Day,
     ) -> Result<Vec<(Day, String, DayCounts)>, StoreError> {
-        const SQL: &str = "SELECT day, value, launches, usage_secs, usage_reports FROM day_counters \
+        const SQL: &str = "SELECT day, value, launches, usage_secs, usage_reports, new_registered FROM day_counters \
                            WHERE app_id = $1 AND dim = $2 AND day BETWEEN $3 AND $4";
-        let rows: Vec<(i64, String, i64, f64, i64)> = on_backend!(self, pool => sqlx::query_as(SQL)
+        let rows: Vec<(i64, String, i64, f64, i64, i64)> = on_backend!(self, pool => sqlx::query_as(SQL)
             .bind(app_id)
             .bind(dim)
             .bind(i64::from(from))
@@ -41,17 +41,20 @@ impl MetricsSource for SqlStore {
             .map_err(backend_error)?);
         Ok(rows
             .into_iter()
-            .map(|(d, value, launches, usage_secs, usage_reports)| {
-                (
-                    day(d),
-                    value,
-                    DayCounts {
-                        launches,
-                        usage_secs,
-                        usage_reports,
-                    },
-                )
-            })
+            .map(
+                |(d, value, launches, usage_secs, usage_reports, new_registered)| {
+                    (
+                        day(d),
+                        value,
+                        DayCounts {
+                            launches,
+                            usage_secs,
+                            usage_reports,
+                            new_registered,
+                        },
+                    )
+                },
+            )
             .collect())
     }
 
@@ -233,37 +236,16 @@ impl MetricsSource for SqlStore {
         Ok(events)
     }
 
-    async fn users_first_seen(
-        &self,
-        app_id: i64,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<(u64, Vec<i64>), StoreError> {
-        const BEFORE: &str =
-            "SELECT COUNT(*) FROM app_users WHERE app_id = $1 AND first_ts_ms < $2";
-        const WITHIN: &str = "SELECT first_ts_ms FROM app_users WHERE app_id = $1 \
-                              AND first_ts_ms >= $2 AND first_ts_ms < $3";
-        let (before,): (i64,) = on_backend!(self, pool => sqlx::query_as(BEFORE)
+    async fn registered_before(&self, app_id: i64, before: Day) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(new_registered), 0) AS BIGINT) FROM day_counters \
+                           WHERE app_id = $1 AND dim = '' AND value = '' AND day < $2";
+        let (sum,): (i64,) = on_backend!(self, pool => sqlx::query_as(SQL)
             .bind(app_id)
-            .bind(start_ms)
+            .bind(i64::from(before))
             .fetch_one(pool)
             .await
             .map_err(backend_error)?);
-        let within: Vec<(i64,)> = if start_ms < end_ms {
-            on_backend!(self, pool => sqlx::query_as(WITHIN)
-                .bind(app_id)
-                .bind(start_ms)
-                .bind(end_ms)
-                .fetch_all(pool)
-                .await
-                .map_err(backend_error)?)
-        } else {
-            Vec::new()
-        };
-        Ok((
-            u64::try_from(before).unwrap_or(0),
-            within.into_iter().map(|(t,)| t).collect(),
-        ))
+        Ok(u64::try_from(sum).unwrap_or(0))
     }
 }
 
@@ -312,6 +294,56 @@ impl SqlStore {
             tx.commit().await.map_err(backend_error)?;
         });
         tracing::info!("set sizes filled in from the stored sets (migration 0005)");
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Fills `day_counters.new_registered` from `app_users` for a store aggregated
+    /// before migration 0005 (a no-op when any count is set or there are no users).
+    pub(crate) async fn backfill_registered(&self) -> Result<(), StoreError> {
+        const SET: &str = "SELECT COUNT(*) FROM day_counters WHERE new_registered <> 0";
+        const USERS: &str = "SELECT COUNT(*) FROM app_users";
+        const APPS: &str = "SELECT id, timezone FROM apps";
+        const FIRSTS: &str = "SELECT first_ts_ms FROM app_users WHERE app_id = $1";
+        const UPSERT: &str = "INSERT INTO day_counters \
+             (app_id, day, dim, value, launches, usage_secs, usage_reports, new_registered) \
+             VALUES ($1, $2, '', '', 0, 0, 0, $3) ON CONFLICT (app_id, day, dim, value) \
+             DO UPDATE SET new_registered = day_counters.new_registered + excluded.new_registered";
+        let (set,): (i64,) = on_backend!(self, pool => sqlx::query_as(SET)
+            .fetch_one(pool).await.map_err(backend_error)?);
+        let (users,): (i64,) = on_backend!(self, pool => sqlx::query_as(USERS)
+            .fetch_one(pool).await.map_err(backend_error)?);
+        if set > 0 || users == 0 {
+            return Ok(());
+        }
+        let apps: Vec<(i64, String)> = on_backend!(self, pool => sqlx::query_as(APPS)
+            .fetch_all(pool).await.map_err(backend_error)?);
+        for (app_id, zone) in apps {
+            let tz = jiff::tz::TimeZone::get(&zone).unwrap_or(jiff::tz::TimeZone::UTC);
+            let firsts: Vec<(i64,)> = on_backend!(self, pool => sqlx::query_as(FIRSTS)
+                .bind(app_id).fetch_all(pool).await.map_err(backend_error)?);
+            let mut per_day: BTreeMap<Day, i64> = BTreeMap::new();
+            for (ts,) in firsts {
+                *per_day
+                    .entry(sundial_analytics::aggregate::day_and_hour(ts, &tz).0)
+                    .or_default() += 1;
+            }
+            on_backend!(self, pool => {
+                let mut tx = pool.begin().await.map_err(backend_error)?;
+                for (d, n) in &per_day {
+                    sqlx::query(UPSERT)
+                        .bind(app_id)
+                        .bind(i64::from(*d))
+                        .bind(*n)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend_error)?;
+                }
+                tx.commit().await.map_err(backend_error)?;
+            });
+        }
+        tracing::info!("registered users per day filled in from app_users (migration 0005)");
         Ok(())
     }
 }

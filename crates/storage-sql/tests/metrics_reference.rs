@@ -929,3 +929,55 @@ async fn metrics_match_a_brute_force_reference_on_both_backends() {
         }
     }
 }
+
+/// A store aggregated before migration 0005 had neither set sizes nor per-day
+/// registered users: opening it fills both in, and the answers are the same.
+#[tokio::test]
+async fn stores_from_before_the_metrics_migration_are_filled_in_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqlStore::open_in(dir.path()).await.expect("open");
+    let zone = "Asia/Shanghai";
+    let app = store
+        .create_app(NewApp {
+            name: "old".into(),
+            timezone: zone.into(),
+        })
+        .await
+        .expect("app");
+    let start = ts("2024-10-20T00:00:00Z");
+    let now = ts("2024-11-14T15:00:00Z");
+    let mut rng = Rng(7);
+    let events = generate(&mut rng, 40, start, now);
+    load(&store, app.id, &events, &mut rng).await;
+    let clock = AppClock::new(app.id, zone, now);
+    let tz = jiff::tz::TimeZone::get(zone).expect("zone");
+    let from = day_in(start, &tz);
+    let before = metrics::overview(&store, &clock, from, clock.today)
+        .await
+        .expect("overview");
+    assert!(before.days.iter().any(|d| d.registered_users > 0));
+    store.close().await;
+
+    // What an older build left: no sizes, no registered counts.
+    let url = format!("sqlite://{}", dir.path().join("sundial.db").display());
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connect");
+        sqlx::query("DELETE FROM set_sizes")
+            .execute(&mut conn)
+            .await
+            .expect("delete sizes");
+        sqlx::query("UPDATE day_counters SET new_registered = 0")
+            .execute(&mut conn)
+            .await
+            .expect("reset registered");
+        conn.close().await.expect("close");
+    }
+    let emptied = SqlStore::connect(&url).await.expect("reopen");
+    let after = metrics::overview(&emptied, &clock, from, clock.today)
+        .await
+        .expect("overview");
+    assert_eq!(after, before);
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::sessions::{self, LAUNCH_BUCKETS, SESSION_BUCKETS};
 use super::{AppClock, MetricsSource, QueryError, date_of};
-use crate::aggregate::{BREAKDOWN_DIMENSIONS, Day, DayCounts, SET_ACTIVE, SET_NEW, day_and_hour};
+use crate::aggregate::{BREAKDOWN_DIMENSIONS, Day, DayCounts, SET_ACTIVE, SET_NEW};
 
 type Sets = BTreeMap<(Day, String), RoaringBitmap>;
 
@@ -74,22 +74,14 @@ pub async fn overview(
     let active = sizes(src, app, SET_ACTIVE, from, to).await?;
     let new = sizes(src, app, SET_NEW, from, to).await?;
     let mut total = src.set_size_sum_before(app, SET_NEW, from).await?;
-    let start = clock.day_start_ms(from);
-    let end = clock.day_start_ms(to + 1);
-    let (mut registered, user_firsts) = src.users_first_seen(app, start, end).await?;
-    let mut users_by_day: HashMap<Day, u64> = HashMap::new();
-    for ts in user_firsts {
-        *users_by_day
-            .entry(day_and_hour(ts, &clock.tz).0)
-            .or_default() += 1;
-    }
+    let mut registered = src.registered_before(app, from).await?;
     let mut days = Vec::with_capacity(usize::try_from(to - from + 1).unwrap_or(0));
     for day in from..=to {
         let c = counters.get(&day).copied().unwrap_or_default();
         let active_users = active.get(&day).copied().unwrap_or(0);
         let new_users = new.get(&day).copied().unwrap_or(0);
         total += new_users;
-        registered += users_by_day.get(&day).copied().unwrap_or(0);
+        registered = registered.saturating_add_signed(c.new_registered);
         days.push(OverviewDay {
             date: date_of(day).to_string(),
             launches: c.launches,
@@ -1198,7 +1190,7 @@ pub async fn summary(src: &dyn MetricsSource, clock: &AppClock) -> Result<Summar
         retention.insert(format!("d{n}"), ratio(kept, size));
     }
     let total_users = src.set_size_sum_before(app, SET_NEW, today + 1).await?;
-    let (registered_users, _) = src.users_first_seen(app, i64::MAX, i64::MAX).await?;
+    let registered_users = src.registered_before(app, today + 1).await?;
     Ok(Summary {
         timezone: clock.timezone.clone(),
         date: date_of(today).to_string(),

@@ -133,14 +133,8 @@ pub trait MetricsSource: Send + Sync {
     ) -> Result<Vec<EventCounterRow>, StoreError>;
     /// The counted events of the days (the raw-event archive), in no particular order.
     async fn raw_events(&self, app_id: i64, from: Day, to: Day) -> Result<Vec<Event>, StoreError>;
-    /// The first-seen instants (epoch ms) of the app's user ids: how many are before
-    /// `start_ms`, and the instants in `start_ms..end_ms`.
-    async fn users_first_seen(
-        &self,
-        app_id: i64,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<(u64, Vec<i64>), StoreError>;
+    /// The number of user ids whose earliest event is on a day before `before`.
+    async fn registered_before(&self, app_id: i64, before: Day) -> Result<u64, StoreError>;
 }
 
 /// The app a query is about, and the instant it is asked at.
@@ -260,12 +254,14 @@ mod tests {
         let clock = AppClock::new(1, "UTC", 1_732_406_400_000);
         let (from, to) = parse_range(None, None, &clock).expect("defaults");
         assert_eq!((to, to - from), (clock.today, 29));
-        let err = parse_range(Some("2024-11-02"), Some("2024-11-01"), &clock).expect_err("rejected");
+        let err =
+            parse_range(Some("2024-11-02"), Some("2024-11-01"), &clock).expect_err("rejected");
         assert!(
             matches!(err, QueryError::Param { name: "from", .. }),
             "{err}"
         );
-        let err = parse_range(Some("2023-01-01"), Some("2024-11-01"), &clock).expect_err("rejected");
+        let err =
+            parse_range(Some("2023-01-01"), Some("2024-11-01"), &clock).expect_err("rejected");
         assert!(matches!(err, QueryError::Param { name: "to", .. }), "{err}");
         let err = parse_range(Some("2024-13-01"), None, &clock).expect_err("rejected");
         assert!(err.to_string().contains("`from`"), "{err}");

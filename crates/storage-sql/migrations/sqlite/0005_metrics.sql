@@ -27,5 +27,6 @@ CREATE TABLE raw_events (
 );
 CREATE INDEX raw_events_by_day ON raw_events (app_id, day);
 
--- Registered users by first appearance (per-day registered_users).
-CREATE INDEX app_users_by_first_ts ON app_users (app_id, first_ts_ms);
+-- User ids whose earliest event is on the day (totals row, dim = ''): registered_users
+-- is their running sum. Existing stores are filled in from app_users.
+ALTER TABLE day_counters ADD COLUMN new_registered BIGINT NOT NULL DEFAULT 0;
