@@ -78,7 +78,7 @@ pub enum EnvelopeError {
 }
 
 /// One event that was not accepted, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
     /// Its position in the request's `events` (0 for the single-event endpoints).
     pub index: usize,

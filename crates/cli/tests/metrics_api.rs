@@ -153,6 +153,10 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     assert_eq!(summary["today"]["current"]["active_users"], 2);
     assert_eq!(summary["date"], today_s);
 
+    // The OpenAPI document is served and lists these routes.
+    let doc = get_json(&server, "/api/openapi.json");
+    assert!(doc["paths"]["/api/v1/apps/{app}/retention"]["get"].is_object());
+
     // Bad parameters: 400, and `field` names the parameter.
     let cases = [
         ("/api/v1/apps/999999/overview".to_owned(), "app"),

@@ -27,6 +27,15 @@ use crate::ingest::publish;
 use crate::state::ServerState;
 
 /// Every Countly route.
+#[utoipa::path(
+    method(get, post),
+    path = "/i",
+    tag = "countly",
+    summary = "Countly SDK write API (also at /i/bulk and /o/sdk); see docs/countly.md",
+    params(("app_key" = String, Query, description = "The app key (also accepted in a form body)"),
+           ("device_id" = String, Query, description = "The SDK's device id")),
+    responses((status = 200, description = "`{\"result\":\"Success\"}` (Countly SDKs retry anything else)", body = Object)),
+)]
 pub(crate) async fn handle(
     State(state): State<ServerState>,
     method: Method,

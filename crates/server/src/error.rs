@@ -7,10 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// An error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// The HTTP status.
     #[serde(skip)]
+    #[schema(ignore)]
     pub status: StatusCode,
     /// What is wrong, in words.
     pub error: String,

@@ -30,10 +30,13 @@ use crate::state::ServerState;
 pub const SIGNATURE_HEADER: &str = "x-sundial-signature";
 
 /// The answer to an ingest request.
-#[derive(Debug, Serialize)]
-struct IngestReply {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct IngestReply {
+    /// Events made durable (counted once each, even when retried with an `event_id`).
     accepted: usize,
+    /// Events not accepted, with where and why.
     rejected: Vec<Rejection>,
+    /// Things accepted but worth knowing (e.g. ignored fields).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
 }
@@ -55,6 +58,23 @@ impl Endpoint {
 }
 
 /// `POST /api/v1/ingest`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/ingest",
+    tag = "ingest",
+    summary = "Ingest a batch of events",
+    request_body(content = crate::openapi::IngestBatch, description = "A batch: app key, batch-level defaults, up to 1,000 events", content_type = "application/json"),
+    params(("X-Sundial-Signature" = Option<String>, Header, description = "hex(HMAC-SHA256(app_secret, body)); required when the app requires signing"),
+           ("Content-Encoding" = Option<String>, Header, description = "`gzip` accepted; limits apply after decompression")),
+    responses(
+        (status = 200, description = "Accepted events are durable; rejected ones say why", body = IngestReply),
+        (status = 400, description = "Unreadable envelope (message says what and where)", body = ApiError),
+        (status = 401, description = "Unknown app key or bad signature", body = ApiError),
+        (status = 413, description = "Body over the limit (1 MiB after decompression) or over 1,000 events", body = ApiError),
+        (status = 429, description = "The app's rate limit was hit", body = ApiError),
+        (status = 503, description = "The bus could not make the events durable: nothing was acknowledged", body = ApiError),
+    )
+)]
 pub(crate) async fn batch(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -64,6 +84,23 @@ pub(crate) async fn batch(
 }
 
 /// `POST /api/v1/open_app`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/open_app",
+    tag = "ingest",
+    summary = "Report one app launch",
+    request_body(content = crate::openapi::IngestSingle, description = "One event's fields with the app key", content_type = "application/json"),
+    params(("X-Sundial-Signature" = Option<String>, Header, description = "hex(HMAC-SHA256(app_secret, body)); required when the app requires signing"),
+           ("Content-Encoding" = Option<String>, Header, description = "`gzip` accepted; limits apply after decompression")),
+    responses(
+        (status = 200, description = "Accepted events are durable; rejected ones say why", body = IngestReply),
+        (status = 400, description = "Unreadable envelope (message says what and where)", body = ApiError),
+        (status = 401, description = "Unknown app key or bad signature", body = ApiError),
+        (status = 413, description = "Body over the limit (1 MiB after decompression) or over 1,000 events", body = ApiError),
+        (status = 429, description = "The app's rate limit was hit", body = ApiError),
+        (status = 503, description = "The bus could not make the events durable: nothing was acknowledged", body = ApiError),
+    )
+)]
 pub(crate) async fn open_app(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -73,6 +110,23 @@ pub(crate) async fn open_app(
 }
 
 /// `POST /api/v1/usage_time`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage_time",
+    tag = "ingest",
+    summary = "Report one session length",
+    request_body(content = crate::openapi::IngestSingle, description = "One event's fields with the app key and `duration_secs`", content_type = "application/json"),
+    params(("X-Sundial-Signature" = Option<String>, Header, description = "hex(HMAC-SHA256(app_secret, body)); required when the app requires signing"),
+           ("Content-Encoding" = Option<String>, Header, description = "`gzip` accepted; limits apply after decompression")),
+    responses(
+        (status = 200, description = "Accepted events are durable; rejected ones say why", body = IngestReply),
+        (status = 400, description = "Unreadable envelope (message says what and where)", body = ApiError),
+        (status = 401, description = "Unknown app key or bad signature", body = ApiError),
+        (status = 413, description = "Body over the limit (1 MiB after decompression) or over 1,000 events", body = ApiError),
+        (status = 429, description = "The app's rate limit was hit", body = ApiError),
+        (status = 503, description = "The bus could not make the events durable: nothing was acknowledged", body = ApiError),
+    )
+)]
 pub(crate) async fn usage_time(
     State(state): State<ServerState>,
     headers: HeaderMap,

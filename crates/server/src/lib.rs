@@ -18,6 +18,7 @@ mod countly;
 mod error;
 mod ingest;
 mod jobs;
+mod openapi;
 mod ops;
 mod pipeline;
 mod query;
@@ -30,6 +31,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 pub use error::ApiError;
 pub use ingest::{SIGNATURE_HEADER, sign, verify_signature};
 pub use jobs::{JobsState, jobs_router};
+pub use openapi::document as openapi_document;
 pub use pipeline::{AggregatorSettings, run_aggregator};
 pub use state::{APP_CACHE_TTL, IngestSettings, Readiness, ServerState};
 
@@ -53,6 +55,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/v1/apps/{app}/breakdown", get(query::breakdown))
         .route("/api/v1/apps/{app}/events", get(query::events))
         .route("/api/v1/apps/{app}/summary", get(query::summary))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

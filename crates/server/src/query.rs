@@ -22,6 +22,71 @@ use crate::state::ServerState;
 
 type Params = Query<HashMap<String, String>>;
 
+// Parameter documentation for the OpenAPI document (handlers read a map, to name
+// unknown parameters in their errors).
+
+/// The range, inclusive, in the app's zone.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct RangeParams {
+    /// First day, `YYYY-MM-DD` (default: 29 days before `to`).
+    from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (default: today in the app's zone).
+    to: Option<String>,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ActiveParams {
+    /// `week` (ISO) or `month`: calendar uniques instead of rolling figures.
+    calendar: Option<String>,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct RetentionParams {
+    /// `new` (default) or `active`.
+    kind: Option<String>,
+    /// `classic` (default) or `unbounded`.
+    mode: Option<String>,
+    /// `day` (default) or `week`.
+    period: Option<String>,
+    /// Comma-separated offsets, 0 to 366 (default `1,2,3,7,14,30`; weeks `1,…,8`).
+    days: Option<String>,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct DistributionParams {
+    /// `session_length`, `launches_per_device`, `hour_launches`, `hour_new`,
+    /// `hour_active` or `freshness`.
+    kind: String,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct BreakdownParams {
+    /// `platform`, `app_version`, `channel`, `os_version` or `country`.
+    dimension: String,
+    /// `launches`, `active_users` (default) or `new_users`.
+    metric: Option<String>,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct EventsParams {
+    /// Only this event name.
+    name: Option<String>,
+    /// Also break each event down by this segment key.
+    segment: Option<String>,
+}
+
 /// Names the query string may use, per endpoint (anything else is a 400: a typo must
 /// not silently give the default answer).
 fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -103,6 +168,17 @@ fn answer<T: Serialize>(result: Result<T, QueryError>) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/overview",
+    tag = "metrics",
+    summary = "Daily overview: launches, usage, active/new/returning/total/registered users",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Overview),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn overview(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -116,6 +192,17 @@ pub(crate) async fn overview(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/active",
+    tag = "metrics",
+    summary = "Active users: DAU/WAU/MAU and stickiness per day, or calendar-week/month uniques",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams, ActiveParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Active),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn active(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -133,6 +220,17 @@ pub(crate) async fn active(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/retention",
+    tag = "metrics",
+    summary = "Retention matrix of daily or weekly cohorts",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams, RetentionParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Retention),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn retention(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -153,6 +251,17 @@ pub(crate) async fn retention(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/lifecycle",
+    tag = "metrics",
+    summary = "New, returning, resurrecting and dormant users per day",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Lifecycle),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn lifecycle(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -166,6 +275,17 @@ pub(crate) async fn lifecycle(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/distribution",
+    tag = "metrics",
+    summary = "A per-day distribution (session length, launches per device, hours, freshness)",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams, DistributionParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Distribution),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn distribution(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -190,6 +310,17 @@ pub(crate) async fn distribution(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/breakdown",
+    tag = "metrics",
+    summary = "Launches, active or new users per day by one dimension",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams, BreakdownParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Breakdown),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn breakdown(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -205,6 +336,17 @@ pub(crate) async fn breakdown(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/events",
+    tag = "metrics",
+    summary = "Custom events per day and name, optionally by one segment",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)"), RangeParams, EventsParams),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Events),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn events(
     State(state): State<ServerState>,
     Path(app): Path<String>,
@@ -220,6 +362,17 @@ pub(crate) async fn events(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/summary",
+    tag = "metrics",
+    summary = "KPI tiles of the dashboard's first page",
+    params(("app" = i64, Path, description = "The app id (`sundial app list`)")),
+    responses(
+        (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Summary),
+        (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
+    )
+)]
 pub(crate) async fn summary(
     State(state): State<ServerState>,
     Path(app): Path<String>,

@@ -24,7 +24,7 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
 // overview
 
 /// `GET /api/v1/apps/{app}/overview`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     /// The app's reporting zone.
     pub timezone: String,
@@ -33,7 +33,7 @@ pub struct Overview {
 }
 
 /// One day of the overview.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OverviewDay {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -169,7 +169,7 @@ impl Calendar {
 }
 
 /// `GET /api/v1/apps/{app}/active`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Active {
     /// The app's reporting zone.
     pub timezone: String,
@@ -178,6 +178,7 @@ pub struct Active {
     pub days: Option<Vec<ActiveDay>>,
     /// `week` or `month` (with `?calendar=`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub calendar: Option<&'static str>,
     /// Calendar uniques per period intersecting the range (with `?calendar=`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,7 +186,7 @@ pub struct Active {
 }
 
 /// One day of rolling active users.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActiveDay {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -202,7 +203,7 @@ pub struct ActiveDay {
 }
 
 /// Distinct active devices of one calendar period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActivePeriod {
     /// `2024-W47` or `2024-11`.
     pub period: String,
@@ -412,33 +413,38 @@ impl RetentionQuery {
 }
 
 /// `GET /api/v1/apps/{app}/retention`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Retention {
     /// The app's reporting zone.
     pub timezone: String,
     /// `new` or `active`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// `classic` or `unbounded`.
+    #[schema(value_type = String)]
     pub mode: &'static str,
     /// `day` or `week`.
+    #[schema(value_type = String)]
     pub period: &'static str,
     /// One cohort per period of the range (weeks: the ISO weeks the range touches).
     pub cohorts: Vec<Cohort>,
 }
 
 /// One cohort's row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Cohort {
     /// The cohort's day (weeks: its Monday).
     pub date: String,
     /// Members.
     pub size: u64,
-    /// Offset → cell; `null` while the offset's period has not ended.
+    /// Offset → cell (`{"count","ratio"}`); `null` while the offset's period has not
+    /// ended.
+    #[schema(value_type = Object)]
     pub retained: BTreeMap<String, Option<Cell>>,
 }
 
 /// One retention cell.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Cell {
     /// Members retained.
     pub count: u64,
@@ -560,7 +566,7 @@ pub async fn retention(
 // lifecycle
 
 /// `GET /api/v1/apps/{app}/lifecycle`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Lifecycle {
     /// The app's reporting zone.
     pub timezone: String,
@@ -569,10 +575,11 @@ pub struct Lifecycle {
 }
 
 /// One day's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LifecycleDay {
     /// `YYYY-MM-DD`.
     #[serde(serialize_with = "serialize_day")]
+    #[schema(value_type = String, format = Date)]
     pub date: Day,
     /// First seen on the day.
     pub new: u64,
@@ -677,11 +684,12 @@ impl DistributionKind {
 }
 
 /// `GET /api/v1/apps/{app}/distribution`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Distribution {
     /// The app's reporting zone.
     pub timezone: String,
     /// The distribution's kind.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// Bucket labels, in order.
     pub buckets: Vec<String>,
@@ -692,7 +700,7 @@ pub struct Distribution {
 }
 
 /// One day of a distribution.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DistributionDay {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -853,13 +861,15 @@ pub fn parse_dimension(text: Option<&str>) -> Result<&'static str, QueryError> {
 }
 
 /// `GET /api/v1/apps/{app}/breakdown`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Breakdown {
     /// The app's reporting zone.
     pub timezone: String,
     /// The dimension.
+    #[schema(value_type = String)]
     pub dimension: &'static str,
     /// The metric.
+    #[schema(value_type = String)]
     pub metric: &'static str,
     /// The range's days, in order (each value's `counts` follows it).
     pub dates: Vec<String>,
@@ -868,7 +878,7 @@ pub struct Breakdown {
 }
 
 /// One dimension value's series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BreakdownValue {
     /// The value; `null` for events that did not report the dimension.
     pub value: Option<String>,
@@ -962,7 +972,7 @@ pub async fn breakdown(
 // custom events
 
 /// `GET /api/v1/apps/{app}/events`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Events {
     /// The app's reporting zone.
     pub timezone: String,
@@ -975,7 +985,7 @@ pub struct Events {
 }
 
 /// One event name's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventSeries {
     /// The name.
     pub name: String,
@@ -995,7 +1005,7 @@ pub struct EventSeries {
 }
 
 /// One segment value's figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SegmentSeries {
     /// The value.
     pub value: String,
@@ -1085,7 +1095,7 @@ pub async fn events(
 // summary
 
 /// `GET /api/v1/apps/{app}/summary`: the dashboard's KPI tiles.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// The app's reporting zone.
     pub timezone: String,
@@ -1099,7 +1109,7 @@ pub struct Summary {
     pub last_7_days: Comparison,
     /// The 30 days ending yesterday, and the 30 before.
     pub last_30_days: Comparison,
-    /// Day-N retention of the new-user cohorts of the 30 days before today whose day N
+    /// `d1`, `d7`, `d30`: day-N retention of the new-user cohorts of the 30 days before today whose day N
     /// has ended, pooled (retained members / cohort members); `null` when no cohort
     /// qualifies.
     pub retention: BTreeMap<String, Option<f64>>,
@@ -1110,7 +1120,7 @@ pub struct Summary {
 }
 
 /// A period's figures and the period it is compared with.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// The period.
     pub current: Tile,
@@ -1119,7 +1129,7 @@ pub struct Comparison {
 }
 
 /// Figures of a range of days.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Tile {
     /// First day.
     pub from: String,
