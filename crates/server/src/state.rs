@@ -15,6 +15,8 @@ use sundial_analytics::bus::Bus;
 use sundial_analytics::ingest::Limits;
 use sundial_analytics::{App, Store, StoreError};
 
+use crate::auth::{AuthSettings, AuthState};
+
 /// How long a cached app is trusted.
 pub const APP_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -63,6 +65,8 @@ impl Readiness {
 #[derive(Clone, Debug)]
 pub struct ServerState {
     pub(crate) inner: Arc<Inner>,
+    /// Accounts and login throttling; replaced by [`ServerState::with_auth`].
+    pub(crate) auth: Arc<AuthState>,
 }
 
 pub(crate) struct Inner {
@@ -112,6 +116,15 @@ impl ServerState {
                 apps: RwLock::new(HashMap::new()),
                 limiter: Mutex::new(HashMap::new()),
             }),
+            auth: Arc::new(AuthState::new(AuthSettings::default(), None)),
+        }
+    }
+
+    /// Drops a cached app (after its key was rotated, its settings changed, or it was
+    /// deleted), so that ingest sees the change at once.
+    pub(crate) fn forget_app_key(&self, key: &str) {
+        if let Ok(mut apps) = self.inner.apps.write() {
+            apps.remove(key);
         }
     }
 
@@ -137,8 +150,9 @@ impl ServerState {
     }
 
     /// Takes one request from the app's rate-limit bucket; `false` means over the limit.
-    pub(crate) fn admit(&self, app_id: i64) -> bool {
-        let Some(rate) = self.inner.settings.rate_limit_per_sec else {
+    /// The app's own limit (`app_rate`) wins over the server-wide one.
+    pub(crate) fn admit(&self, app_id: i64, app_rate: Option<u32>) -> bool {
+        let Some(rate) = app_rate.or(self.inner.settings.rate_limit_per_sec) else {
             return true;
         };
         let rate = f64::from(rate.max(1));

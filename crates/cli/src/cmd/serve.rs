@@ -14,10 +14,10 @@ use anyhow::Context as _;
 use clap::Args;
 use jiff::SignedDuration;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use sundial_analytics::Store;
 use sundial_analytics::aggregate::AggregateStore;
 use sundial_analytics::bus::Bus;
 use sundial_analytics::ingest::Limits;
+use sundial_analytics::{AccountStore, Store};
 use sundial_bus::{LocalBus, LocalLog, NatsBus, NatsOptions, Options};
 use sundial_server::{AggregatorSettings, IngestSettings, Readiness, ServerState};
 use tokio_util::sync::CancellationToken;
@@ -105,7 +105,10 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             Role::Aggregate => None,
         };
         let state_store: Arc<dyn Store> = store.clone();
-        let state = ServerState::new(state_store, ingest_bus, settings, Some(metrics), readiness);
+        let accounts: Arc<dyn AccountStore> = store.clone();
+        first_run_hint(accounts.as_ref(), config).await?;
+        let state = ServerState::new(state_store, ingest_bus, settings, Some(metrics), readiness)
+            .with_auth(config.auth.settings(), accounts);
         let app = sundial_server::router(state);
 
         let addr: SocketAddr = serve
@@ -133,10 +136,14 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             tracing::info!("shutting down");
             signal.cancel();
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server failed")?;
+        // The client address feeds per-address login throttling and the audit log.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("HTTP server failed")?;
         shutdown.cancel();
         if let Some(task) = aggregator {
             let _ = task.await;
@@ -145,6 +152,28 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// First run: when no admin account exists, says in the log exactly how to create one
+/// (there is never a default password).
+async fn first_run_hint(accounts: &dyn AccountStore, config: &Config) -> anyhow::Result<()> {
+    let admins = accounts
+        .count_admins()
+        .await
+        .context("cannot count admin accounts")?;
+    if admins == 0 {
+        let store = if config.store.url.is_empty() {
+            format!("--data-dir {}", config.data_dir.display())
+        } else {
+            "--store URL".to_owned()
+        };
+        tracing::warn!(
+            "no admin account exists: the admin API and the dashboard are locked until \
+             one is created; run `sundial account create --username admin --role admin \
+             {store}` (it asks for a password)"
+        );
+    }
+    Ok(())
 }
 
 /// Splits `nats://HOST:PORT[?stream=NAME]` into the server URL and the stream settings.
