@@ -131,6 +131,10 @@ pub(crate) struct ServeConfig {
     pub(crate) bus: String,
     /// Which roles this process runs.
     pub(crate) role: Role,
+    /// PEM certificate chain for HTTPS; empty serves plain HTTP. Needs `tls_key`.
+    pub(crate) tls_cert: PathBuf,
+    /// PEM private key for HTTPS; empty serves plain HTTP. Needs `tls_cert`.
+    pub(crate) tls_key: PathBuf,
 }
 
 impl Default for ServeConfig {
@@ -139,6 +143,8 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".to_owned(),
             bus: "local".to_owned(),
             role: Role::All,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -243,6 +249,10 @@ pub(crate) struct ServeOverrides {
     pub(crate) bus: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 /// Flag overrides of the `[store]` section.
@@ -339,6 +349,18 @@ impl Config {
                     "`{}` is not an address; use HOST:PORT such as 127.0.0.1:8080",
                     self.serve.listen
                 ),
+            });
+        }
+        if self.serve.tls_cert.as_os_str().is_empty() != self.serve.tls_key.as_os_str().is_empty() {
+            let key = if self.serve.tls_cert.as_os_str().is_empty() {
+                "serve.tls_cert"
+            } else {
+                "serve.tls_key"
+            };
+            return Err(ConfigError::Value {
+                key,
+                source_name: source_of(figment, key),
+                reason: "HTTPS needs both serve.tls_cert and serve.tls_key (or neither)".to_owned(),
             });
         }
         let bus = &self.serve.bus;
@@ -578,6 +600,8 @@ mod tests {
                 listen: "0.0.0.0:9000".into(),
                 bus: "nats://127.0.0.1:4222".into(),
                 role: Role::Ingest,
+                tls_cert: "/etc/sundial/cert.pem".into(),
+                tls_key: "/etc/sundial/key.pem".into(),
             },
             ingest: IngestConfig {
                 rate_limit_per_sec: 50,

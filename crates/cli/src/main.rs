@@ -88,6 +88,8 @@ fn main() -> ExitCode {
                 listen: args.listen.clone(),
                 bus: args.bus.clone(),
                 role: args.role,
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
             }),
             _ => None,
         },

@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     /// Roles to run: all, ingest or aggregate (overrides `serve.role`).
     #[arg(long, value_enum)]
     pub(crate) role: Option<Role>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key; overrides `serve.tls_cert`).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert (overrides `serve.tls_key`).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }
@@ -115,6 +121,11 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             .listen
             .parse()
             .with_context(|| format!("invalid listen address {}", serve.listen))?;
+        let tls = if serve.tls_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(tls_config(&serve.tls_cert, &serve.tls_key).await?)
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -125,10 +136,12 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             bus = bus.kind(),
             store = store.backend_name(),
             data_dir = %config.data_dir.display(),
+            tls = tls.is_some(),
             "sundial serve is listening"
         );
         // A line on stdout for scripts and tests that start on port 0.
-        println!("listening on http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{local}");
 
         let signal = shutdown.clone();
         tokio::spawn(async move {
@@ -137,13 +150,30 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             signal.cancel();
         });
         // The client address feeds per-address login throttling and the audit log.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("HTTP server failed")?;
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        match tls {
+            None => axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+                .context("HTTP server failed")?,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stop = shutdown.clone();
+                let on_stop = handle.clone();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                });
+                let listener = listener
+                    .into_std()
+                    .context("cannot hand the listener to the TLS server")?;
+                axum_server::from_tcp_rustls(listener, tls)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .context("HTTPS server failed")?;
+            }
+        }
         shutdown.cancel();
         if let Some(task) = aggregator {
             let _ = task.await;
@@ -152,6 +182,24 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Loads the certificate chain and key for HTTPS (rustls with the ring provider).
+async fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    // Installing fails only if a provider is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load the TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })
 }
 
 /// First run: when no admin account exists, says in the log exactly how to create one
