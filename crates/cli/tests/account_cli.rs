@@ -172,6 +172,30 @@ fn admin_from_cli_logs_in_creates_an_app_and_reads_with_a_token() {
             .any(|d| d.device_id == "device-1")
     });
 
+    // Deleting the app's data empties it; the aggregator starts over from the store, so
+    // the same device sending again is a new device of the emptied app.
+    let reply = common::http(
+        server.addr,
+        "DELETE",
+        &format!("/api/v1/apps/{app_id}/data"),
+        b"",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    assert!(
+        block_on(store.load_devices(app_id))
+            .expect("devices")
+            .is_empty()
+    );
+    let reply = server.post("/api/v1/ingest", event.to_string().as_bytes(), &[]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    wait_until(WAIT, "the device to be counted again", || {
+        block_on(store.load_devices(app_id))
+            .expect("devices")
+            .iter()
+            .any(|d| d.device_id == "device-1")
+    });
+
     // A script reads with an API token made on the command line.
     let token = ok_json(
         &sundial()

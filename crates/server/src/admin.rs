@@ -469,6 +469,8 @@ pub(crate) async fn patch_app(
         }
     }
     let before = state.inner.store.app_by_id(id).await.map_err(app_error)?;
+    let mut changes = state.inner.readiness.lock_app_changes().await;
+    let zone_changed = body.timezone.is_some();
     let app = state
         .inner
         .store
@@ -484,6 +486,10 @@ pub(crate) async fn patch_app(
         )
         .await
         .map_err(app_error)?;
+    if zone_changed {
+        *changes += 1;
+    }
+    drop(changes);
     if let Some(before) = before {
         state.forget_app_key(&before.app_key);
     }
@@ -541,12 +547,16 @@ pub(crate) async fn delete_app_data(
     principal.require_admin()?;
     let id = app_id(&raw)?;
     let ip = client_ip(request.extensions());
-    state
-        .inner
-        .store
-        .delete_app_data(id)
-        .await
-        .map_err(app_error)?;
+    {
+        let mut changes = state.inner.readiness.lock_app_changes().await;
+        state
+            .inner
+            .store
+            .delete_app_data(id)
+            .await
+            .map_err(app_error)?;
+        *changes += 1;
+    }
     audit(
         &state,
         &principal.account.username,
@@ -570,7 +580,11 @@ pub(crate) async fn delete_app(
     let id = app_id(&raw)?;
     let ip = client_ip(request.extensions());
     let before = state.inner.store.app_by_id(id).await.map_err(app_error)?;
-    state.inner.store.delete_app(id).await.map_err(app_error)?;
+    {
+        let mut changes = state.inner.readiness.lock_app_changes().await;
+        state.inner.store.delete_app(id).await.map_err(app_error)?;
+        *changes += 1;
+    }
     if let Some(before) = before {
         state.forget_app_key(&before.app_key);
     }

@@ -41,10 +41,17 @@ impl Default for IngestSettings {
     }
 }
 
-/// Readiness of the parts of the process, as `/readyz` reports it.
+/// Readiness of the parts of the process, as `/readyz` reports it; and the in-process
+/// hand-off between the admin API and the aggregator.
 #[derive(Debug, Default)]
 pub struct Readiness {
     aggregator: RwLock<Option<Result<(), String>>>,
+    /// How many app changes that invalidate the aggregator's caches (data deleted, app
+    /// deleted, time zone changed) the admin API made. The admin API holds the lock
+    /// while it changes the store and the aggregator while it applies a batch, so a
+    /// batch never mixes caches from before a change with rows from after it; the
+    /// aggregator drops its caches when the count moved.
+    app_changes: tokio::sync::Mutex<u64>,
 }
 
 impl Readiness {
@@ -53,6 +60,12 @@ impl Readiness {
         if let Ok(mut slot) = self.aggregator.write() {
             *slot = Some(state);
         }
+    }
+
+    /// Locks out aggregator batches of this process while app data changes; bump the
+    /// count when the change invalidates the aggregator's caches.
+    pub async fn lock_app_changes(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.app_changes.lock().await
     }
 
     /// The aggregator's state, `None` when this process runs no aggregator.

@@ -130,6 +130,9 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().unwrap_or(addr);
+        // Handle SIGTERM from before the listening line on: a supervisor (or a test)
+        // that stops the server right after it announced itself gets a clean shutdown.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tracing::info!(
             address = %local,
             role = ?serve.role,
@@ -145,7 +148,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
 
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            wait_for_signal(term).await;
             tracing::info!("shutting down");
             signal.cancel();
         });
@@ -250,9 +253,8 @@ fn nats_options(bus: &str) -> anyhow::Result<(&str, NatsOptions)> {
     Ok((url, options))
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
+async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
+    let Some(mut term) = term else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
