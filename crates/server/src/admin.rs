@@ -217,9 +217,10 @@ pub(crate) async fn login(
             Instant::now(),
         );
         metrics::counter!("sundial_login_failures_total").increment(1);
+        // The claimed username is the target, not the actor: nobody proved who they are.
         audit(
             &state,
-            &login.username,
+            "anonymous",
             &ip,
             "login.failure",
             format!("account:{}", login.username),
