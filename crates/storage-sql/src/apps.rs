@@ -226,3 +226,16 @@ impl SqlStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{APP_DATA_TABLES, DELETE_APP_DATA};
+
+    #[test]
+    fn every_data_table_has_its_delete() {
+        assert_eq!(APP_DATA_TABLES.len(), DELETE_APP_DATA.len());
+        for (table, sql) in APP_DATA_TABLES.iter().zip(DELETE_APP_DATA) {
+            assert_eq!(*sql, format!("DELETE FROM {table} WHERE app_id = $1"));
+        }
+    }
+}
