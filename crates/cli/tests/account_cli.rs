@@ -346,6 +346,42 @@ fn admin_from_cli_logs_in_creates_an_app_and_reads_with_a_token() {
         assert!(reply.body.contains(action), "{action} in {}", reply.body);
     }
     assert!(!reply.body.contains("s3cret-admin-password"));
+
+    // A per-app rate limit set through the API applies to ingest at once; deleting the
+    // app makes its key unknown at once.
+    let admin_bearer = format!(
+        "Bearer {}",
+        login(&server, "admin", "a-brand-new-password").json()["token"]
+            .as_str()
+            .expect("token")
+    );
+    let reply = common::http(
+        server.addr,
+        "PATCH",
+        &format!("/api/v1/apps/{app_id}"),
+        json!({"rate_limit_per_sec": 1}).to_string().as_bytes(),
+        &[("Authorization", &admin_bearer)],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            server
+                .post("/api/v1/ingest", event.to_string().as_bytes(), &[])
+                .status
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let reply = common::http(
+        server.addr,
+        "DELETE",
+        &format!("/api/v1/apps/{app_id}"),
+        b"",
+        &[("Authorization", &admin_bearer)],
+    );
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let reply = server.post("/api/v1/ingest", event.to_string().as_bytes(), &[]);
+    assert_eq!(reply.status, 401, "{}", reply.body);
+
     assert!(!server.log_text().contains("s3cret-admin-password"));
     assert!(!server.log_text().contains(&session));
     server.stop();
