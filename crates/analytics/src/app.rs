@@ -29,8 +29,55 @@ pub struct App {
     /// requests without a valid checksum are dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub countly_salt: Option<String>,
+    /// Ingest requests per second allowed for this app (429 beyond); `None` falls back
+    /// to the server-wide `[ingest] rate_limit_per_sec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_sec: Option<u32>,
     /// Creation instant, epoch milliseconds.
     pub created_at_ms: i64,
+}
+
+/// Longest Countly salt, in bytes.
+pub const MAX_COUNTLY_SALT_BYTES: usize = 256;
+
+/// A change to an app's settings; `None` leaves a field as it is. For the optional
+/// settings, `Some(None)` clears them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// New IANA zone.
+    pub timezone: Option<String>,
+    /// Whether ingest requires a signature.
+    pub require_signature: Option<bool>,
+    /// Per-app rate limit (`Some(None)`: use the server-wide limit).
+    pub rate_limit_per_sec: Option<Option<u32>>,
+    /// Countly salt (`Some(None)`: no checksum required).
+    pub countly_salt: Option<Option<String>>,
+}
+
+impl AppUpdate {
+    /// Checks every field that is set.
+    pub fn validate(&self) -> Result<(), AppError> {
+        if let Some(name) = &self.name {
+            let name = name.trim();
+            if name.is_empty() || name.len() > MAX_APP_NAME_BYTES {
+                return Err(AppError::Name(name.len()));
+            }
+        }
+        if let Some(zone) = &self.timezone {
+            jiff::tz::TimeZone::get(zone).map_err(|_| AppError::TimeZone(zone.clone()))?;
+        }
+        if let Some(Some(0)) = self.rate_limit_per_sec {
+            return Err(AppError::RateLimit);
+        }
+        if let Some(Some(salt)) = &self.countly_salt
+            && (salt.is_empty() || salt.len() > MAX_COUNTLY_SALT_BYTES)
+        {
+            return Err(AppError::CountlySalt);
+        }
+        Ok(())
+    }
 }
 
 /// What is needed to create an app.
@@ -51,6 +98,12 @@ pub enum AppError {
     /// The zone is not an IANA zone known to the bundled database.
     #[error("`{0}` is not an IANA time zone (e.g. UTC, Asia/Shanghai, America/New_York)")]
     TimeZone(String),
+    /// A rate limit of zero (clear the limit instead).
+    #[error("rate limit must be at least 1 request per second (null removes the limit)")]
+    RateLimit,
+    /// The Countly salt is empty or too long.
+    #[error("countly salt must be 1 to {MAX_COUNTLY_SALT_BYTES} bytes (null removes it)")]
+    CountlySalt,
 }
 
 impl NewApp {

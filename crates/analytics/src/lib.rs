@@ -5,6 +5,7 @@
 //! driver, no bus client. Those live in `sundial-server`, `sundial-storage-sql` and
 //! `sundial-bus`, behind the traits defined here.
 
+pub mod account;
 pub mod aggregate;
 pub mod app;
 pub mod bus;
@@ -15,7 +16,10 @@ pub mod metrics;
 pub mod record;
 pub mod store;
 
-pub use app::{App, AppError, NewApp};
+pub use account::{
+    Account, AccountStore, AccountStoreError, AppScope, AuditEntry, Role, TokenInfo, TokenKind,
+};
+pub use app::{App, AppError, AppUpdate, NewApp};
 pub use event::{Dimensions, Event, EventKind};
 pub use ingest::{Batch, EnvelopeError, Limits, Rejection, SingleKind, parse_batch, parse_single};
 pub use store::{Store, StoreError};

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::app::{App, AppError, NewApp};
+use crate::app::{App, AppError, AppUpdate, NewApp};
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,4 +37,15 @@ pub trait Store: crate::metrics::MetricsSource + Send + Sync + std::fmt::Debug {
     async fn app_by_id(&self, id: i64) -> Result<Option<App>, StoreError>;
     /// The app with this key (ingest's look-up).
     async fn app_by_key(&self, app_key: &str) -> Result<Option<App>, StoreError>;
+    /// Changes an app's settings (validated); `NoSuchApp` when it does not exist.
+    async fn update_app(&self, id: i64, update: AppUpdate) -> Result<App, StoreError>;
+    /// Gives the app a fresh key and secret; the old ones stop working at once (up to
+    /// the server's app-cache lifetime).
+    async fn rotate_app_credentials(&self, id: i64) -> Result<App, StoreError>;
+    /// Deletes every aggregate row of the app (devices, users, sets, counters, event
+    /// ids); the app itself stays. `NoSuchApp` when it does not exist.
+    async fn delete_app_data(&self, id: i64) -> Result<(), StoreError>;
+    /// Deletes the app's data, its grants and the app. `NoSuchApp` when it does not
+    /// exist.
+    async fn delete_app(&self, id: i64) -> Result<(), StoreError>;
 }

@@ -24,7 +24,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Names of the top-level sections, used to map `SUNDIAL_<SECTION>_<KEY>` variables.
-const SECTIONS: &[&str] = &["log", "store", "serve", "ingest"];
+const SECTIONS: &[&str] = &["log", "store", "serve", "ingest", "auth"];
 
 /// The name figment gives the command-line layer, used in error messages.
 const FLAGS_SOURCE: &str = "command-line flags";
@@ -54,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) serve: ServeConfig,
     /// Ingest limits (`[ingest]`).
     pub(crate) ingest: IngestConfig,
+    /// Accounts, sessions and login throttling (`[auth]`).
+    pub(crate) auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -64,6 +66,57 @@ impl Default for Config {
             store: StoreConfig::default(),
             serve: ServeConfig::default(),
             ingest: IngestConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// The `[auth]` section: sessions, cookies and login throttling of `sundial serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuthConfig {
+    /// How long a login session lives, in seconds.
+    pub(crate) session_ttl_secs: u64,
+    /// Whether session cookies carry `Secure` (set it when clients use HTTPS).
+    pub(crate) cookie_secure: bool,
+    /// Failed logins per username before lock-outs start.
+    pub(crate) login_free_failures_per_user: u32,
+    /// Failed logins per client address before lock-outs start.
+    pub(crate) login_free_failures_per_ip: u32,
+    /// The first lock-out in seconds; each further failure doubles it.
+    pub(crate) login_base_delay_secs: u64,
+    /// The longest lock-out in seconds.
+    pub(crate) login_max_delay_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let d = sundial_server::AuthSettings::default();
+        Self {
+            session_ttl_secs: d.session_ttl.as_secs(),
+            cookie_secure: d.cookie_secure,
+            login_free_failures_per_user: d.throttle.free_failures_per_user,
+            login_free_failures_per_ip: d.throttle.free_failures_per_ip,
+            login_base_delay_secs: d.throttle.base_delay.as_secs(),
+            login_max_delay_secs: d.throttle.max_delay.as_secs(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The server's settings from this section.
+    pub(crate) fn settings(&self) -> sundial_server::AuthSettings {
+        use std::time::Duration;
+        sundial_server::AuthSettings {
+            session_ttl: Duration::from_secs(self.session_ttl_secs),
+            cookie_secure: self.cookie_secure,
+            throttle: sundial_server::ThrottleSettings {
+                free_failures_per_user: self.login_free_failures_per_user,
+                free_failures_per_ip: self.login_free_failures_per_ip,
+                base_delay: Duration::from_secs(self.login_base_delay_secs),
+                max_delay: Duration::from_secs(self.login_max_delay_secs),
+                ..sundial_server::ThrottleSettings::default()
+            },
         }
     }
 }
@@ -78,6 +131,10 @@ pub(crate) struct ServeConfig {
     pub(crate) bus: String,
     /// Which roles this process runs.
     pub(crate) role: Role,
+    /// PEM certificate chain for HTTPS; empty serves plain HTTP. Needs `tls_key`.
+    pub(crate) tls_cert: PathBuf,
+    /// PEM private key for HTTPS; empty serves plain HTTP. Needs `tls_cert`.
+    pub(crate) tls_key: PathBuf,
 }
 
 impl Default for ServeConfig {
@@ -86,6 +143,8 @@ impl Default for ServeConfig {
             listen: "127.0.0.1:8080".to_owned(),
             bus: "local".to_owned(),
             role: Role::All,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -190,6 +249,10 @@ pub(crate) struct ServeOverrides {
     pub(crate) bus: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 /// Flag overrides of the `[store]` section.
@@ -288,6 +351,18 @@ impl Config {
                 ),
             });
         }
+        if self.serve.tls_cert.as_os_str().is_empty() != self.serve.tls_key.as_os_str().is_empty() {
+            let key = if self.serve.tls_cert.as_os_str().is_empty() {
+                "serve.tls_cert"
+            } else {
+                "serve.tls_key"
+            };
+            return Err(ConfigError::Value {
+                key,
+                source_name: source_of(figment, key),
+                reason: "HTTPS needs both serve.tls_cert and serve.tls_key (or neither)".to_owned(),
+            });
+        }
         let bus = &self.serve.bus;
         if !(bus == "local" || bus.starts_with("nats://")) {
             return Err(ConfigError::Value {
@@ -297,7 +372,24 @@ impl Config {
             });
         }
         let ingest = &self.ingest;
-        let checks: [(&'static str, bool, &str); 3] = [
+        let auth = &self.auth;
+        let checks: [(&'static str, bool, &str); 6] = [
+            (
+                "auth.session_ttl_secs",
+                (60..=400 * 86_400).contains(&auth.session_ttl_secs),
+                "must be between 60 and 34560000 (400 days)",
+            ),
+            (
+                "auth.login_base_delay_secs",
+                (1..=3600).contains(&auth.login_base_delay_secs),
+                "must be between 1 and 3600",
+            ),
+            (
+                "auth.login_max_delay_secs",
+                auth.login_max_delay_secs >= auth.login_base_delay_secs
+                    && auth.login_max_delay_secs <= 86_400,
+                "must be at least login_base_delay_secs and at most 86400",
+            ),
             (
                 "ingest.max_body_bytes",
                 ingest.max_body_bytes >= 1024,
@@ -508,10 +600,17 @@ mod tests {
                 listen: "0.0.0.0:9000".into(),
                 bus: "nats://127.0.0.1:4222".into(),
                 role: Role::Ingest,
+                tls_cert: "/etc/sundial/cert.pem".into(),
+                tls_key: "/etc/sundial/key.pem".into(),
             },
             ingest: IngestConfig {
                 rate_limit_per_sec: 50,
                 ..IngestConfig::default()
+            },
+            auth: AuthConfig {
+                session_ttl_secs: 3600,
+                cookie_secure: true,
+                ..AuthConfig::default()
             },
         };
         let back: Config = toml::from_str(&config.to_toml()).expect("round trip");

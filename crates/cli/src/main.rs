@@ -41,6 +41,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create, list, re-password and delete the accounts of the analytics API.
+    Account(cmd::account::AccountArgs),
     /// Create and list analytics apps.
     App(cmd::app::AppArgs),
     /// Inspect the effective configuration.
@@ -51,6 +53,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Run the analytics platform: ingest HTTP API, event bus, aggregator, store.
     Serve(cmd::serve::ServeArgs),
+    /// Create, list and revoke API tokens.
+    Token(cmd::token::TokenArgs),
 }
 
 impl Command {
@@ -58,6 +62,8 @@ impl Command {
     fn store_args(&self) -> Option<&cmd::StoreArgs> {
         match self {
             Command::App(args) => Some(args.store_args()),
+            Command::Account(args) => Some(args.store_args()),
+            Command::Token(args) => Some(args.store_args()),
             Command::Run(args) => Some(&args.store),
             Command::Serve(args) => Some(&args.store),
             Command::Config(_) | Command::Cron(_) => None,
@@ -82,6 +88,8 @@ fn main() -> ExitCode {
                 listen: args.listen.clone(),
                 bus: args.bus.clone(),
                 role: args.role,
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
             }),
             _ => None,
         },
@@ -100,6 +108,8 @@ fn main() -> ExitCode {
     tracing::debug!(config_file = ?cli.config, "configuration loaded");
     let result = match cli.command {
         Command::App(args) => cmd::app::run(args, &config),
+        Command::Account(args) => cmd::account::run(args, &config),
+        Command::Token(args) => cmd::token::run(args, &config),
         Command::Config(args) => cmd::config::run(args, &config),
         Command::Cron(args) => cmd::cron::run(args),
         Command::Run(args) => cmd::run::run(args, &config),

@@ -7,7 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, create_app, now_ms};
+use std::io::Write as _;
+use std::process::Stdio;
+
+use common::{Server, create_app, now_ms, sundial};
 use serde_json::{Value, json};
 
 const DAY_MS: i64 = 86_400_000;
@@ -20,10 +23,58 @@ fn date_in(tz: &str, ts_ms: i64) -> String {
         .to_string()
 }
 
-fn get_json(server: &Server, path: &str) -> Value {
-    let reply = server.get(path);
-    assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
-    reply.json()
+/// An admin and an API token for it, made with the CLI.
+fn admin_token(data_dir: &str) -> String {
+    let mut child = sundial()
+        .args([
+            "account",
+            "create",
+            "--username",
+            "admin",
+            "--role",
+            "admin",
+        ])
+        .args(["--password-stdin", "--data-dir", data_dir])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse battery staple\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sundial()
+        .args([
+            "token",
+            "create",
+            "--username",
+            "admin",
+            "--name",
+            "metrics-test",
+        ])
+        .args(["--json", "--data-dir", data_dir])
+        .output()
+        .expect("token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    format!("Bearer {}", v["token"].as_str().expect("token"))
+}
+
+fn get_as(server: &Server, path: &str, bearer: &str) -> common::Reply {
+    common::http(server.addr, "GET", path, b"", &[("Authorization", bearer)])
 }
 
 #[test]
@@ -33,7 +84,13 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     let data_s = data.to_str().expect("utf-8");
     let tz = "Asia/Shanghai";
     let app = create_app(&["--data-dir", data_s], "Metrics", tz);
+    let bearer = admin_token(data_s);
     let server = Server::start(&["--data-dir", data_s], dir.path());
+    let get_json = |path: &str| {
+        let reply = get_as(&server, path, &bearer);
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        reply.json()
+    };
 
     // Yesterday: a (ios) and b (android) are new. Today: a returns, c (ios) is new.
     let now = now_ms();
@@ -56,7 +113,7 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     let overview_path = format!("/api/v1/apps/{id}/overview?from={yesterday_s}&to={today_s}");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let overview = loop {
-        let v = get_json(&server, &overview_path);
+        let v = get_json(&overview_path);
         if v["days"][1]["new_users"] == 1 && v["days"][0]["new_users"] == 2 {
             break v;
         }
@@ -83,78 +140,66 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     assert_eq!(t["total_users"], 3);
     assert_eq!(t["registered_users"], 1);
 
-    let active = get_json(
-        &server,
-        &format!("/api/v1/apps/{id}/active?from={today_s}&to={today_s}"),
-    );
+    let active = get_json(&format!(
+        "/api/v1/apps/{id}/active?from={today_s}&to={today_s}"
+    ));
     assert_eq!(active["days"][0]["dau"], 2);
     assert_eq!(active["days"][0]["wau"], 3);
-    let weeks = get_json(
-        &server,
-        &format!("/api/v1/apps/{id}/active?calendar=month&to={today_s}"),
-    );
+    let weeks = get_json(&format!(
+        "/api/v1/apps/{id}/active?calendar=month&to={today_s}"
+    ));
     assert_eq!(weeks["calendar"], "month");
 
-    let retention = get_json(
-        &server,
-        &format!("/api/v1/apps/{id}/retention?from={yesterday_s}&to={today_s}&days=0,1"),
-    );
+    let retention = get_json(&format!(
+        "/api/v1/apps/{id}/retention?from={yesterday_s}&to={today_s}&days=0,1"
+    ));
     let cohort = &retention["cohorts"][0];
     assert_eq!(cohort["size"], 2);
     assert_eq!(cohort["retained"]["0"], json!({"count": 2, "ratio": 1.0}));
     assert_eq!(cohort["retained"]["1"], Value::Null, "today has not ended");
 
-    let lifecycle = get_json(
-        &server,
-        &format!("/api/v1/apps/{id}/lifecycle?from={today_s}&to={today_s}"),
-    );
+    let lifecycle = get_json(&format!(
+        "/api/v1/apps/{id}/lifecycle?from={today_s}&to={today_s}"
+    ));
     assert_eq!(
         lifecycle["days"][0],
         json!({"date": today_s, "new": 1, "returning": 1, "resurrecting": 0, "dormant": 1})
     );
 
-    let dist = get_json(
-        &server,
-        &format!(
-            "/api/v1/apps/{id}/distribution?kind=session_length&from={yesterday_s}&to={yesterday_s}"
-        ),
-    );
+    let dist = get_json(&format!(
+        "/api/v1/apps/{id}/distribution?kind=session_length&from={yesterday_s}&to={yesterday_s}"
+    ));
     assert_eq!(dist["buckets"][3], "31-60");
     assert_eq!(
         dist["days"][0]["counts"][2], 1,
         "one 30-second session: {dist}"
     );
-    let launches = get_json(
-        &server,
-        &format!(
-            "/api/v1/apps/{id}/distribution?kind=launches_per_device&from={today_s}&to={today_s}"
-        ),
-    );
+    let launches = get_json(&format!(
+        "/api/v1/apps/{id}/distribution?kind=launches_per_device&from={today_s}&to={today_s}"
+    ));
     assert_eq!(launches["total"][0], 2);
 
-    let breakdown = get_json(
-        &server,
-        &format!("/api/v1/apps/{id}/breakdown?dimension=platform&from={yesterday_s}&to={today_s}"),
-    );
+    let breakdown = get_json(&format!(
+        "/api/v1/apps/{id}/breakdown?dimension=platform&from={yesterday_s}&to={today_s}"
+    ));
     assert_eq!(breakdown["values"][0]["value"], "ios");
     assert_eq!(breakdown["values"][0]["total"], 2);
     assert_eq!(breakdown["values"][0]["counts"], json!([1, 2]));
 
-    let events = get_json(
-        &server,
-        &format!("/api/v1/apps/{id}/events?segment=sku&from={today_s}&to={today_s}"),
-    );
+    let events = get_json(&format!(
+        "/api/v1/apps/{id}/events?segment=sku&from={today_s}&to={today_s}"
+    ));
     assert_eq!(events["events"][0]["name"], "purchase");
     assert_eq!(events["events"][0]["count"], 2);
     assert_eq!(events["events"][0]["segments"][0]["value"], "gold");
 
-    let summary = get_json(&server, &format!("/api/v1/apps/{id}/summary"));
+    let summary = get_json(&format!("/api/v1/apps/{id}/summary"));
     assert_eq!(summary["total_users"], 3);
     assert_eq!(summary["today"]["current"]["active_users"], 2);
     assert_eq!(summary["date"], today_s);
 
     // The OpenAPI document is served and lists these routes.
-    let doc = get_json(&server, "/api/openapi.json");
+    let doc = get_json("/api/openapi.json");
     assert!(doc["paths"]["/api/v1/apps/{app}/retention"]["get"].is_object());
 
     // Bad parameters: 400, and `field` names the parameter.
@@ -201,7 +246,9 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
         ),
     ];
     for (path, field) in cases {
-        let reply = server.get(&path);
+        // Without credentials: 401 whatever the parameters.
+        assert_eq!(server.get(&path).status, 401, "GET {path} without a token");
+        let reply = get_as(&server, &path, &bearer);
         assert_eq!(reply.status, 400, "GET {path}: {}", reply.body);
         let body = reply.json();
         assert_eq!(body["field"], field, "GET {path}: {body}");

@@ -162,7 +162,7 @@ async fn serve(
                 continue;
             }
         }
-        if !state.admit(app.id) {
+        if !state.admit(app.id, app.rate_limit_per_sec) {
             metrics::counter!("sundial_ingest_rate_limited_total").increment(1);
             return (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -174,7 +174,7 @@ async fn handle(
     }
     .map_err(envelope_error)?;
     let app = authenticate(state, &batch.app_key, headers, &bytes).await?;
-    if !state.admit(app.id) {
+    if !state.admit(app.id, app.rate_limit_per_sec) {
         metrics::counter!("sundial_ingest_rate_limited_total").increment(1);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -4,7 +4,11 @@
 //! On start (and after any failure) the loop reads its position from the store, opens
 //! the bus consumer there and drops the aggregator's caches, so what it applies next
 //! follows exactly what the store holds. A failing batch is retried with back-off and
-//! reported through [`Readiness`]; it is never skipped.
+//! reported through [`Readiness`]; it is never skipped. When the admin API deletes
+//! an app's data or the app, or changes its time zone, it does so between batches
+//! (through [`Readiness::lock_app_changes`]) and the next batch starts from fresh
+//! caches. Aggregators in other processes (`--role aggregate`) do not see that signal:
+//! restart them after such changes (docs/security.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +96,7 @@ async fn run_once(
     readiness.set_aggregator(Ok(()));
     tracing::info!(position, bus = bus.kind(), "aggregator started");
     let mut next = position;
+    let mut seen_changes = *readiness.lock_app_changes().await;
     let mut lag_checked = Instant::now() - Duration::from_secs(10);
     loop {
         let batch = tokio::select! {
@@ -101,10 +106,17 @@ async fn run_once(
         .map_err(|e| e.to_string())?;
         if let Some(last) = batch.last() {
             let started = Instant::now();
+            // App data changed by the admin API since the last batch: reload caches.
+            let changes = readiness.lock_app_changes().await;
+            if *changes != seen_changes {
+                aggregator.reset();
+                seen_changes = *changes;
+            }
             let report = aggregator
                 .apply(store, &batch)
                 .await
                 .map_err(|e| e.to_string())?;
+            drop(changes);
             next = last.position + 1;
             consumer.commit(next).await.map_err(|e| e.to_string())?;
             metrics::histogram!("sundial_aggregate_batch_seconds")

@@ -17,6 +17,7 @@ use sundial_analytics::metrics::{
     RetentionQuery,
 };
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::ServerState;
 
@@ -126,12 +127,17 @@ fn query_error(e: QueryError) -> ApiError {
     }
 }
 
-/// The app of the path, with its clock.
-async fn app_clock(state: &ServerState, app: &str) -> Result<AppClock, ApiError> {
+/// The app of the path, with its clock, once the caller may read it (403 otherwise).
+async fn app_clock(
+    state: &ServerState,
+    principal: &Principal,
+    app: &str,
+) -> Result<AppClock, ApiError> {
     let bad = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, reason).with_field("app");
     let id: i64 = app
         .parse()
         .map_err(|_| bad(format!("parameter `app`: `{app}` is not an app id")))?;
+    principal.require_app_read(id)?;
     let found = state.inner.store.app_by_id(id).await.map_err(|e| {
         tracing::error!(error = %e, "app look-up failed");
         ApiError::new(
@@ -177,15 +183,19 @@ fn answer<T: Serialize>(result: Result<T, QueryError>) -> Response {
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Overview),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn overview(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     check_params(&params, &["from", "to"])?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     Ok(answer(
         metrics::overview(source(&state), &clock, from, to).await,
@@ -201,10 +211,14 @@ pub(crate) async fn overview(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Active),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn active(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -213,7 +227,7 @@ pub(crate) async fn active(
         .map(Calendar::parse)
         .transpose()
         .map_err(query_error)?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     Ok(answer(
         metrics::active(source(&state), &clock, from, to, calendar).await,
@@ -229,10 +243,14 @@ pub(crate) async fn active(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Retention),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn retention(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -244,7 +262,7 @@ pub(crate) async fn retention(
         get(&params, "days"),
     )
     .map_err(query_error)?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     Ok(answer(
         metrics::retention(source(&state), &clock, from, to, &query).await,
@@ -260,15 +278,19 @@ pub(crate) async fn retention(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Lifecycle),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn lifecycle(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     check_params(&params, &["from", "to"])?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     Ok(answer(
         metrics::lifecycle(source(&state), &clock, from, to).await,
@@ -284,10 +306,14 @@ pub(crate) async fn lifecycle(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Distribution),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn distribution(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
@@ -303,7 +329,7 @@ pub(crate) async fn distribution(
             }));
         }
     };
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     Ok(answer(
         metrics::distribution(source(&state), &clock, from, to, kind).await,
@@ -319,17 +345,21 @@ pub(crate) async fn distribution(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Breakdown),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn breakdown(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     check_params(&params, &["from", "to", "dimension", "metric"])?;
     let dimension = metrics::parse_dimension(get(&params, "dimension")).map_err(query_error)?;
     let metric = BreakdownMetric::parse(get(&params, "metric")).map_err(query_error)?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     Ok(answer(
         metrics::breakdown(source(&state), &clock, from, to, dimension, metric).await,
@@ -345,15 +375,19 @@ pub(crate) async fn breakdown(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Events),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn events(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     check_params(&params, &["from", "to", "name", "segment"])?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     let (from, to) = range(&params, &clock)?;
     let name = get(&params, "name").filter(|n| !n.is_empty());
     let segment = get(&params, "segment").filter(|s| !s.is_empty());
@@ -371,14 +405,18 @@ pub(crate) async fn events(
     responses(
         (status = 200, description = "The figures (see docs/metrics.md)", body = metrics::Summary),
         (status = 400, description = "A bad parameter, named in `field`", body = ApiError),
-    )
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "A viewer without a grant for this app", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
 )]
 pub(crate) async fn summary(
     State(state): State<ServerState>,
+    principal: Principal,
     Path(app): Path<String>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     check_params(&params, &[])?;
-    let clock = app_clock(&state, &app).await?;
+    let clock = app_clock(&state, &principal, &app).await?;
     Ok(answer(metrics::summary(source(&state), &clock).await))
 }

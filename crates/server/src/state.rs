@@ -15,6 +15,8 @@ use sundial_analytics::bus::Bus;
 use sundial_analytics::ingest::Limits;
 use sundial_analytics::{App, Store, StoreError};
 
+use crate::auth::{AuthSettings, AuthState};
+
 /// How long a cached app is trusted.
 pub const APP_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -39,10 +41,17 @@ impl Default for IngestSettings {
     }
 }
 
-/// Readiness of the parts of the process, as `/readyz` reports it.
+/// Readiness of the parts of the process, as `/readyz` reports it; and the in-process
+/// hand-off between the admin API and the aggregator.
 #[derive(Debug, Default)]
 pub struct Readiness {
     aggregator: RwLock<Option<Result<(), String>>>,
+    /// How many app changes that invalidate the aggregator's caches (data deleted, app
+    /// deleted, time zone changed) the admin API made. The admin API holds the lock
+    /// while it changes the store and the aggregator while it applies a batch, so a
+    /// batch never mixes caches from before a change with rows from after it; the
+    /// aggregator drops its caches when the count moved.
+    app_changes: tokio::sync::Mutex<u64>,
 }
 
 impl Readiness {
@@ -51,6 +60,12 @@ impl Readiness {
         if let Ok(mut slot) = self.aggregator.write() {
             *slot = Some(state);
         }
+    }
+
+    /// Locks out aggregator batches of this process while app data changes; bump the
+    /// count when the change invalidates the aggregator's caches.
+    pub async fn lock_app_changes(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.app_changes.lock().await
     }
 
     /// The aggregator's state, `None` when this process runs no aggregator.
@@ -63,6 +78,8 @@ impl Readiness {
 #[derive(Clone, Debug)]
 pub struct ServerState {
     pub(crate) inner: Arc<Inner>,
+    /// Accounts and login throttling; replaced by [`ServerState::with_auth`].
+    pub(crate) auth: Arc<AuthState>,
 }
 
 pub(crate) struct Inner {
@@ -112,6 +129,15 @@ impl ServerState {
                 apps: RwLock::new(HashMap::new()),
                 limiter: Mutex::new(HashMap::new()),
             }),
+            auth: Arc::new(AuthState::new(AuthSettings::default(), None)),
+        }
+    }
+
+    /// Drops a cached app (after its key was rotated, its settings changed, or it was
+    /// deleted), so that ingest sees the change at once.
+    pub(crate) fn forget_app_key(&self, key: &str) {
+        if let Ok(mut apps) = self.inner.apps.write() {
+            apps.remove(key);
         }
     }
 
@@ -137,8 +163,9 @@ impl ServerState {
     }
 
     /// Takes one request from the app's rate-limit bucket; `false` means over the limit.
-    pub(crate) fn admit(&self, app_id: i64) -> bool {
-        let Some(rate) = self.inner.settings.rate_limit_per_sec else {
+    /// The app's own limit (`app_rate`) wins over the server-wide one.
+    pub(crate) fn admit(&self, app_id: i64, app_rate: Option<u32>) -> bool {
+        let Some(rate) = app_rate.or(self.inner.settings.rate_limit_per_sec) else {
             return true;
         };
         let rate = f64::from(rate.max(1));

@@ -2,7 +2,8 @@
 //! and PostgreSQL (for scale-out), picked at run time by URL.
 //!
 //! One type, [`SqlStore`], implements the analytics [`Store`](sundial_analytics::Store)
-//! trait on either backend. Each backend has its own migrations
+//! and [`AccountStore`](sundial_analytics::AccountStore) traits on either backend.
+//! Each backend has its own migrations
 //! (`migrations/sqlite`, `migrations/postgres`), applied on connect, so a store is
 //! always at the schema this build expects; a database from a *newer* build is refused
 //! rather than misread.
@@ -20,12 +21,14 @@ macro_rules! on_backend {
     };
 }
 
+mod accounts;
 mod aggregates;
 mod apps;
 mod jobs;
 mod metrics;
 mod read;
 
+pub use apps::APP_DATA_TABLES;
 pub use read::{DayTotals, EventTotals};
 
 use std::path::Path;

@@ -1,10 +1,12 @@
 //! The subcommands of `sundial`, one module each, and what several of them share.
 
+pub(crate) mod account;
 pub(crate) mod app;
 pub(crate) mod config;
 pub(crate) mod cron;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod token;
 
 use std::path::PathBuf;
 

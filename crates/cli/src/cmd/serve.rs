@@ -14,10 +14,10 @@ use anyhow::Context as _;
 use clap::Args;
 use jiff::SignedDuration;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use sundial_analytics::Store;
 use sundial_analytics::aggregate::AggregateStore;
 use sundial_analytics::bus::Bus;
 use sundial_analytics::ingest::Limits;
+use sundial_analytics::{AccountStore, Store};
 use sundial_bus::{LocalBus, LocalLog, NatsBus, NatsOptions, Options};
 use sundial_server::{AggregatorSettings, IngestSettings, Readiness, ServerState};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     /// Roles to run: all, ingest or aggregate (overrides `serve.role`).
     #[arg(long, value_enum)]
     pub(crate) role: Option<Role>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key; overrides `serve.tls_cert`).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert (overrides `serve.tls_key`).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }
@@ -105,38 +111,72 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             Role::Aggregate => None,
         };
         let state_store: Arc<dyn Store> = store.clone();
-        let state = ServerState::new(state_store, ingest_bus, settings, Some(metrics), readiness);
+        let accounts: Arc<dyn AccountStore> = store.clone();
+        first_run_hint(accounts.as_ref(), config).await?;
+        let state = ServerState::new(state_store, ingest_bus, settings, Some(metrics), readiness)
+            .with_auth(config.auth.settings(), accounts);
         let app = sundial_server::router(state);
 
         let addr: SocketAddr = serve
             .listen
             .parse()
             .with_context(|| format!("invalid listen address {}", serve.listen))?;
+        let tls = if serve.tls_cert.as_os_str().is_empty() {
+            None
+        } else {
+            Some(tls_config(&serve.tls_cert, &serve.tls_key).await?)
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().unwrap_or(addr);
+        // Handle SIGTERM from before the listening line on: a supervisor (or a test)
+        // that stops the server right after it announced itself gets a clean shutdown.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tracing::info!(
             address = %local,
             role = ?serve.role,
             bus = bus.kind(),
             store = store.backend_name(),
             data_dir = %config.data_dir.display(),
+            tls = tls.is_some(),
             "sundial serve is listening"
         );
         // A line on stdout for scripts and tests that start on port 0.
-        println!("listening on http://{local}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{local}");
 
         let signal = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            wait_for_signal(term).await;
             tracing::info!("shutting down");
             signal.cancel();
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server failed")?;
+        // The client address feeds per-address login throttling and the audit log.
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        match tls {
+            None => axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+                .context("HTTP server failed")?,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stop = shutdown.clone();
+                let on_stop = handle.clone();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                });
+                let listener = listener
+                    .into_std()
+                    .context("cannot hand the listener to the TLS server")?;
+                axum_server::from_tcp_rustls(listener, tls)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .context("HTTPS server failed")?;
+            }
+        }
         shutdown.cancel();
         if let Some(task) = aggregator {
             let _ = task.await;
@@ -145,6 +185,46 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Loads the certificate chain and key for HTTPS (rustls with the ring provider).
+async fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    // Installing fails only if a provider is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load the TLS certificate {} and key {}",
+                cert.display(),
+                key.display()
+            )
+        })
+}
+
+/// First run: when no admin account exists, says in the log exactly how to create one
+/// (there is never a default password).
+async fn first_run_hint(accounts: &dyn AccountStore, config: &Config) -> anyhow::Result<()> {
+    let admins = accounts
+        .count_admins()
+        .await
+        .context("cannot count admin accounts")?;
+    if admins == 0 {
+        let store = if config.store.url.is_empty() {
+            format!("--data-dir {}", config.data_dir.display())
+        } else {
+            "--store URL".to_owned()
+        };
+        tracing::warn!(
+            "no admin account exists: the admin API and the dashboard are locked until \
+             one is created; run `sundial account create --username admin --role admin \
+             {store}` (it asks for a password)"
+        );
+    }
+    Ok(())
 }
 
 /// Splits `nats://HOST:PORT[?stream=NAME]` into the server URL and the stream settings.
@@ -173,9 +253,8 @@ fn nats_options(bus: &str) -> anyhow::Result<(&str, NatsOptions)> {
     Ok((url, options))
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
+async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
+    let Some(mut term) = term else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
