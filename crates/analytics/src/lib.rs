@@ -22,4 +22,4 @@ pub use account::{
 pub use app::{App, AppError, AppUpdate, NewApp};
 pub use event::{Dimensions, Event, EventKind};
 pub use ingest::{Batch, EnvelopeError, Limits, Rejection, SingleKind, parse_batch, parse_single};
-pub use store::{Store, StoreError};
+pub use store::{CloseOut, Store, StoreError};

@@ -25,6 +25,17 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// What one close-out pass of an app did ([`Store::close_out`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloseOut {
+    /// Unique-device sets rewritten as one row.
+    pub sets_compacted: u64,
+    /// Delta rows folded away.
+    pub rows_removed: u64,
+    /// Raw-event rows deleted by the raw-data retention.
+    pub raw_rows_deleted: u64,
+}
+
 /// Where apps and aggregates are kept; the metrics engine reads the aggregates
 /// through the [`MetricsSource`](crate::metrics::MetricsSource) part.
 #[async_trait]
@@ -48,4 +59,14 @@ pub trait Store: crate::metrics::MetricsSource + Send + Sync + std::fmt::Debug {
     /// Deletes the app's data, its grants and the app. `NoSuchApp` when it does not
     /// exist.
     async fn delete_app(&self, id: i64) -> Result<(), StoreError>;
+    /// The daily close-out of one app: every unique-device set of a day before
+    /// `before` that is stored as several delta rows is rewritten as one row (so reads
+    /// of ended days decode one bitmap per set), and raw-event rows of days before
+    /// `raw_before` are deleted (the raw-data retention). Answers do not change.
+    async fn close_out(
+        &self,
+        app_id: i64,
+        before: crate::aggregate::Day,
+        raw_before: Option<crate::aggregate::Day>,
+    ) -> Result<CloseOut, StoreError>;
 }

@@ -24,7 +24,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Names of the top-level sections, used to map `SUNDIAL_<SECTION>_<KEY>` variables.
-const SECTIONS: &[&str] = &["log", "store", "serve", "ingest", "auth"];
+const SECTIONS: &[&str] = &["log", "store", "serve", "ingest", "auth", "metrics"];
 
 /// The name figment gives the command-line layer, used in error messages.
 const FLAGS_SOURCE: &str = "command-line flags";
@@ -56,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) ingest: IngestConfig,
     /// Accounts, sessions and login throttling (`[auth]`).
     pub(crate) auth: AuthConfig,
+    /// The metrics engine's maintenance (`[metrics]`).
+    pub(crate) metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -67,6 +69,39 @@ impl Default for Config {
             serve: ServeConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// The `[metrics]` section: the daily close-out and the raw-data retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// When the close-out runs (cron, UTC); hourly closes every zone's day out within
+    /// the hour after its midnight.
+    pub(crate) close_out_cron: String,
+    /// Days of raw events kept (session-length and launches-per-device distributions
+    /// need them); 0 keeps them forever.
+    pub(crate) raw_retention_days: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        let d = sundial_server::MaintenanceSettings::default();
+        Self {
+            close_out_cron: d.close_out_cron,
+            raw_retention_days: d.raw_retention_days.unwrap_or(0),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The server's settings from this section.
+    pub(crate) fn settings(&self) -> sundial_server::MaintenanceSettings {
+        sundial_server::MaintenanceSettings {
+            close_out_cron: self.close_out_cron.clone(),
+            raw_retention_days: (self.raw_retention_days > 0).then_some(self.raw_retention_days),
         }
     }
 }
@@ -371,6 +406,26 @@ impl Config {
                 reason: format!("`{bus}` is not a bus; use local or nats://HOST:PORT"),
             });
         }
+        if let Err(e) = sundial_cron::Schedule::parse(&self.metrics.close_out_cron) {
+            return Err(ConfigError::Value {
+                key: "metrics.close_out_cron",
+                source_name: source_of(figment, "metrics.close_out_cron"),
+                reason: e.to_string(),
+            });
+        }
+        if self.metrics.raw_retention_days != 0
+            && self.metrics.raw_retention_days < self.ingest.max_age_days + 2
+        {
+            return Err(ConfigError::Value {
+                key: "metrics.raw_retention_days",
+                source_name: source_of(figment, "metrics.raw_retention_days"),
+                reason: format!(
+                    "must be 0 (keep forever) or at least ingest.max_age_days + 2 ({}): \
+                     late events are accepted that far back",
+                    self.ingest.max_age_days + 2
+                ),
+            });
+        }
         let ingest = &self.ingest;
         let auth = &self.auth;
         let checks: [(&'static str, bool, &str); 6] = [
@@ -611,6 +666,10 @@ mod tests {
                 session_ttl_secs: 3600,
                 cookie_secure: true,
                 ..AuthConfig::default()
+            },
+            metrics: MetricsConfig {
+                close_out_cron: "15 0 * * *".into(),
+                raw_retention_days: 90,
             },
         };
         let back: Config = toml::from_str(&config.to_toml()).expect("round trip");

@@ -198,6 +198,14 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     assert_eq!(summary["today"]["current"]["active_users"], 2);
     assert_eq!(summary["date"], today_s);
 
+    // The close-out job ran once at start, through the scheduler.
+    let prometheus = server.get("/metrics");
+    assert!(
+        prometheus.body.contains("sundial_close_out_runs_total"),
+        "{}",
+        prometheus.body
+    );
+
     // The OpenAPI document is served and lists these routes.
     let doc = get_json("/api/openapi.json");
     assert!(doc["paths"]["/api/v1/apps/{app}/retention"]["get"].is_object());

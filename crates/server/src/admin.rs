@@ -48,7 +48,7 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<
 }
 
 /// The body of `POST /api/v1/auth/login`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// The username.
@@ -172,6 +172,19 @@ fn with_cookies(mut response: Response, cookies: &[String]) -> Response {
 }
 
 /// `POST /api/v1/auth/login`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    summary = "Log in: a session token (also set as an HttpOnly cookie)",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "Wrong username or password (the same answer for both)", body = ApiError),
+        (status = 429, description = "Throttled: see Retry-After", body = ApiError),
+    ),
+)]
 pub(crate) async fn login(
     State(state): State<ServerState>,
     request: axum::extract::Request,
@@ -275,6 +288,19 @@ pub(crate) async fn login(
 }
 
 /// `POST /api/v1/auth/logout`: revokes the credential used (session or API token).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    summary = "Log out: revoke this session",
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn logout(
     State(state): State<ServerState>,
     principal: Principal,
@@ -317,6 +343,19 @@ fn token_json(t: &TokenInfo, username: Option<&str>) -> Value {
 }
 
 /// `GET /api/v1/auth/me`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    summary = "Who the caller is",
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn me(principal: Principal) -> Response {
     let mut v = account_json(&principal.account);
     v["token"] = token_json(&principal.token, None);
@@ -349,6 +388,19 @@ fn app_id(raw: &str) -> Result<i64, ApiError> {
 
 /// `GET /api/v1/apps`: admins see every app; viewers the apps in their scope, without
 /// secrets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    tag = "admin",
+    summary = "Apps the caller may read (secrets for admins only)",
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn list_apps(
     State(state): State<ServerState>,
     principal: Principal,
@@ -363,9 +415,9 @@ pub(crate) async fn list_apps(
     Ok(Json(rows).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAppBody {
+pub(crate) struct CreateAppBody {
     name: String,
     #[serde(default = "utc")]
     timezone: String,
@@ -376,6 +428,20 @@ fn utc() -> String {
 }
 
 /// `POST /api/v1/apps` (admin): answers 201 with the key and the secret.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps",
+    tag = "admin",
+    summary = "Create an app (admin): answers its key and secret",
+    request_body = CreateAppBody,
+    responses(
+        (status = 201, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn create_app(
     State(state): State<ServerState>,
     principal: Principal,
@@ -407,6 +473,20 @@ pub(crate) async fn create_app(
 }
 
 /// `GET /api/v1/apps/{app}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}",
+    tag = "admin",
+    summary = "One app",
+    params(("app" = i64, Path, description = "The app id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn get_app(
     State(state): State<ServerState>,
     principal: Principal,
@@ -433,19 +513,38 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchAppBody {
+pub(crate) struct PatchAppBody {
     name: Option<String>,
     timezone: Option<String>,
     require_signature: Option<bool>,
+    /// Requests per second for this app's ingest; `null` removes the app's own limit.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     rate_limit_per_sec: Option<Option<u32>>,
+    /// Countly `checksum256` salt; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     countly_salt: Option<Option<String>>,
 }
 
 /// `PATCH /api/v1/apps/{app}` (admin).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/apps/{app}",
+    tag = "admin",
+    summary = "Update an app (admin): name, time zone, signing, rate limit, Countly salt",
+    request_body = PatchAppBody,
+    params(("app" = i64, Path, description = "The app id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn patch_app(
     State(state): State<ServerState>,
     principal: Principal,
@@ -507,6 +606,20 @@ pub(crate) async fn patch_app(
 }
 
 /// `POST /api/v1/apps/{app}/rotate` (admin): a new key and secret.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/rotate",
+    tag = "admin",
+    summary = "Rotate an app's key and secret (admin)",
+    params(("app" = i64, Path, description = "The app id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn rotate_app(
     State(state): State<ServerState>,
     principal: Principal,
@@ -539,6 +652,20 @@ pub(crate) async fn rotate_app(
 }
 
 /// `DELETE /api/v1/apps/{app}/data` (admin).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}/data",
+    tag = "admin",
+    summary = "Delete an app's data, keeping the app (admin)",
+    params(("app" = i64, Path, description = "The app id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn delete_app_data(
     State(state): State<ServerState>,
     principal: Principal,
@@ -571,6 +698,20 @@ pub(crate) async fn delete_app_data(
 }
 
 /// `DELETE /api/v1/apps/{app}` (admin).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apps/{app}",
+    tag = "admin",
+    summary = "Delete an app and its data (admin)",
+    params(("app" = i64, Path, description = "The app id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn delete_app(
     State(state): State<ServerState>,
     principal: Principal,
@@ -608,6 +749,19 @@ fn account_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/v1/accounts` (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts",
+    tag = "admin",
+    summary = "Accounts (admin)",
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn list_accounts(
     State(state): State<ServerState>,
     principal: Principal,
@@ -620,12 +774,14 @@ pub(crate) async fn list_accounts(
     Ok(Json(accounts.iter().map(account_json).collect::<Vec<_>>()).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateAccountBody {
+pub(crate) struct CreateAccountBody {
     username: String,
     password: String,
+    /// `admin` or `viewer` (default).
     #[serde(default = "viewer")]
+    #[schema(value_type = String)]
     role: Role,
     #[serde(default)]
     grants: Option<Vec<i64>>,
@@ -643,6 +799,20 @@ async fn hash_new_password(password: String) -> Result<String, ApiError> {
 }
 
 /// `POST /api/v1/accounts` (admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts",
+    tag = "admin",
+    summary = "Create an account (admin)",
+    request_body = CreateAccountBody,
+    responses(
+        (status = 201, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn create_account(
     State(state): State<ServerState>,
     principal: Principal,
@@ -674,16 +844,35 @@ pub(crate) async fn create_account(
     Ok((StatusCode::CREATED, Json(account_json(&account))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchAccountBody {
+pub(crate) struct PatchAccountBody {
+    /// `admin` or `viewer`.
+    #[schema(value_type = Option<String>)]
     role: Option<Role>,
+    /// App ids a viewer may read; `null`: every app.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<i64>>)]
     grants: Option<Option<Vec<i64>>>,
     password: Option<String>,
 }
 
 /// `PATCH /api/v1/accounts/{id}` (admin): role, grants (`null`: every app), password.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/accounts/{id}",
+    tag = "admin",
+    summary = "Change an account's role, grants or password (admin)",
+    request_body = PatchAccountBody,
+    params(("id" = i64, Path, description = "The account or token id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn patch_account(
     State(state): State<ServerState>,
     principal: Principal,
@@ -734,6 +923,20 @@ pub(crate) async fn patch_account(
 }
 
 /// `DELETE /api/v1/accounts/{id}` (admin).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/accounts/{id}",
+    tag = "admin",
+    summary = "Delete an account (admin)",
+    params(("id" = i64, Path, description = "The account or token id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn delete_account(
     State(state): State<ServerState>,
     principal: Principal,
@@ -773,6 +976,19 @@ pub(crate) struct TokensQuery {
 
 /// `GET /api/v1/tokens`: an account's own API tokens; admins may list everyone's
 /// (`?username=` narrows).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "admin",
+    summary = "API tokens: one's own; admins everyone's (`?username=`)",
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn list_tokens(
     State(state): State<ServerState>,
     principal: Principal,
@@ -814,9 +1030,9 @@ pub(crate) async fn list_tokens(
     Ok(Json(rows).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTokenBody {
+pub(crate) struct CreateTokenBody {
     name: String,
     username: Option<String>,
     expires_in_days: Option<u32>,
@@ -824,6 +1040,20 @@ struct CreateTokenBody {
 
 /// `POST /api/v1/tokens`: an API token for oneself, or (admins) for `username`. The
 /// token is in the answer, once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "admin",
+    summary = "Create an API token (shown once)",
+    request_body = CreateTokenBody,
+    responses(
+        (status = 201, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn create_token(
     State(state): State<ServerState>,
     principal: Principal,
@@ -888,6 +1118,20 @@ pub(crate) async fn create_token(
 }
 
 /// `DELETE /api/v1/tokens/{id}`: one's own API tokens; admins any token.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "admin",
+    summary = "Revoke an API token",
+    params(("id" = i64, Path, description = "The account or token id")),
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn delete_token(
     State(state): State<ServerState>,
     principal: Principal,
@@ -929,6 +1173,19 @@ pub(crate) struct AuditQuery {
 
 /// `GET /api/v1/audit` (admin): newest first; `?limit=` (default 100, at most 1000)
 /// and `?before=ID` to page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "admin",
+    summary = "The audit log of admin actions, newest first (admin; `?limit=`, `?before=`)",
+    responses(
+        (status = 200, description = "Done", body = Object),
+        (status = 400, description = "Bad input, named in `field`", body = ApiError),
+        (status = 401, description = "No valid session or API token", body = ApiError),
+        (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
 pub(crate) async fn list_audit(
     State(state): State<ServerState>,
     principal: Principal,

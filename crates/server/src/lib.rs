@@ -23,6 +23,7 @@ mod countly;
 mod error;
 mod ingest;
 mod jobs;
+mod maintenance;
 mod openapi;
 mod ops;
 mod pipeline;
@@ -40,6 +41,10 @@ pub use auth::{Access, AuthError, AuthSettings, Principal, ThrottleSettings};
 pub use error::ApiError;
 pub use ingest::{SIGNATURE_HEADER, sign, verify_signature};
 pub use jobs::{JobsState, jobs_router};
+pub use maintenance::{
+    CLOSE_OUT_JOB, MAINTENANCE_GRACE, MaintenanceError, MaintenanceSettings, close_out_all,
+    start_maintenance,
+};
 pub use openapi::document as openapi_document;
 pub use pipeline::{AggregatorSettings, run_aggregator};
 pub use state::{APP_CACHE_TTL, IngestSettings, Readiness, ServerState};

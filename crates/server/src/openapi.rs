@@ -116,19 +116,64 @@ pub(crate) struct IngestSingle {
         crate::query::breakdown,
         crate::query::events,
         crate::query::summary,
+        crate::admin::login,
+        crate::admin::logout,
+        crate::admin::me,
+        crate::admin::list_apps,
+        crate::admin::create_app,
+        crate::admin::get_app,
+        crate::admin::patch_app,
+        crate::admin::rotate_app,
+        crate::admin::delete_app_data,
+        crate::admin::delete_app,
+        crate::admin::list_accounts,
+        crate::admin::create_account,
+        crate::admin::patch_account,
+        crate::admin::delete_account,
+        crate::admin::list_tokens,
+        crate::admin::create_token,
+        crate::admin::delete_token,
+        crate::admin::list_audit,
         crate::ops::healthz,
         crate::ops::readyz,
         crate::ops::metrics,
         openapi_json,
     ),
+    modifiers(&Security),
     tags(
         (name = "ingest", description = "SDKs report events"),
         (name = "countly", description = "Countly SDK compatibility"),
         (name = "metrics", description = "Metric queries; every day in the app's zone"),
+        (name = "auth", description = "Login, logout, who am I (docs/security.md)"),
+        (name = "admin", description = "Apps, accounts, API tokens, audit log"),
         (name = "operations", description = "Health, readiness, Prometheus metrics, this document"),
     )
 )]
 struct ApiDoc;
+
+/// The two ways to authenticate: `Authorization: Bearer` (session or API token) and
+/// the session cookie (with the CSRF header on mutations).
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::SESSION_COOKIE,
+                "The dashboard's session cookie; mutations also need the X-Sundial-CSRF header",
+            ))),
+        );
+    }
+}
 
 /// `GET /api/openapi.json`.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "operations",

@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! cargo run --release -p sundial-storage-sql --example metrics_bench -- load  --store URL
+//! cargo run --release -p sundial-storage-sql --example metrics_bench -- close-out --store URL
 //! cargo run --release -p sundial-storage-sql --example metrics_bench -- query --store URL
 //! ```
 //!
-//! `load` prints progress and the app id; `query` finds the app by name, runs each
+//! `load` prints progress and the app id; `close-out` runs the daily close-out over
+//! every loaded day (what `sundial serve` does after each midnight); `query` finds the app by name, runs each
 //! query once cold and then `--runs` times, and prints the first and median latencies.
 
 use std::time::{Duration, Instant};
@@ -55,8 +57,8 @@ fn args() -> Args {
         }
     }
     assert!(
-        !a.store.is_empty() && (a.mode == "load" || a.mode == "query"),
-        "usage: metrics_bench load|query --store URL [--devices N] [--days N] [--runs N]"
+        !a.store.is_empty() && ["load", "query", "close-out"].contains(&a.mode.as_str()),
+        "usage: metrics_bench load|close-out|query --store URL [--devices N] [--days N] [--runs N]"
     );
     a
 }
@@ -94,6 +96,7 @@ async fn main() {
     let store = SqlStore::connect(&a.store).await.expect("open store");
     match a.mode.as_str() {
         "load" => load(&store, &a).await,
+        "close-out" => close_out(&store).await,
         _ => query(&store, &a).await,
     }
 }
@@ -196,6 +199,28 @@ async fn load(store: &SqlStore, a: &Args) {
         );
     }
     println!("loaded app {} ({total} events)", app.id);
+}
+
+/// The daily close-out of every ended day, as `sundial serve` runs it.
+async fn close_out(store: &SqlStore) {
+    let app = store
+        .list_apps()
+        .await
+        .expect("apps")
+        .into_iter()
+        .find(|x| x.name == APP_NAME)
+        .expect("run `load` first");
+    let started = Instant::now();
+    let report = store
+        .close_out(app.id, i32::MAX, None)
+        .await
+        .expect("close-out");
+    println!(
+        "close-out: {} sets compacted, {} rows folded away, in {:.1} s",
+        report.sets_compacted,
+        report.rows_removed,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn time<T, F: std::future::Future<Output = T>>(f: F) -> (T, Duration) {

@@ -81,6 +81,15 @@ macro_rules! columns {
 
 #[async_trait]
 impl Store for SqlStore {
+    async fn close_out(
+        &self,
+        app_id: i64,
+        before: sundial_analytics::aggregate::Day,
+        raw_before: Option<sundial_analytics::aggregate::Day>,
+    ) -> Result<sundial_analytics::CloseOut, StoreError> {
+        self.close_out_app(app_id, before, raw_before).await
+    }
+
     async fn create_app(&self, app: NewApp) -> Result<App, StoreError> {
         app.validate()?;
         let key = random_token(KEY_BYTES).map_err(|e| StoreError::Entropy(e.to_string()))?;

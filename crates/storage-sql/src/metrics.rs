@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use roaring::RoaringBitmap;
 use sundial_analytics::aggregate::{Day, DayCounts, HourCounts, RawEvents};
 use sundial_analytics::metrics::{EventCounterRow, MetricsSource};
-use sundial_analytics::{Event, StoreError};
+use sundial_analytics::{CloseOut, Event, StoreError};
 
 use crate::aggregates::fold_set_rows;
 use crate::{Backend, SqlStore, backend_error};
@@ -345,5 +345,105 @@ impl SqlStore {
         }
         tracing::info!("registered users per day filled in from app_users (migration 0005)");
         Ok(())
+    }
+}
+
+impl SqlStore {
+    /// The daily close-out of one app: every unique-device set of a day before
+    /// `before` that is stored as several delta rows is rewritten as one row (reads of
+    /// ended days then decode one bitmap per set), and raw-event rows of days before
+    /// `raw_before` (the raw-data retention) are deleted.
+    ///
+    /// Safe beside a running aggregator: a set's rows are folded up to the highest
+    /// sequence number read and replaced by one row carrying that number, so deltas
+    /// committed meanwhile (higher numbers) still apply after it. On PostgreSQL the
+    /// rows read are locked until the rewrite commits; on SQLite the transaction fails
+    /// (and the pass is retried next time) if another writer got in between.
+    pub(crate) async fn close_out_app(
+        &self,
+        app_id: i64,
+        before: Day,
+        raw_before: Option<Day>,
+    ) -> Result<CloseOut, StoreError> {
+        const KEYS: &str = "SELECT day, kind, dim, value FROM day_sets \
+                            WHERE app_id = $1 AND day < $2 \
+                            GROUP BY day, kind, dim, value HAVING COUNT(*) > 1";
+        const ROWS_SQLITE: &str = "SELECT seq, added, removed FROM day_sets WHERE app_id = $1 \
+                                   AND day = $2 AND kind = $3 AND dim = $4 AND value = $5 ORDER BY seq";
+        const ROWS_PG: &str = "SELECT seq, added, removed FROM day_sets WHERE app_id = $1 \
+                               AND day = $2 AND kind = $3 AND dim = $4 AND value = $5 ORDER BY seq \
+                               FOR UPDATE";
+        const DELETE: &str = "DELETE FROM day_sets WHERE app_id = $1 AND day = $2 AND kind = $3 \
+                              AND dim = $4 AND value = $5 AND seq <= $6";
+        const INSERT: &str = "INSERT INTO day_sets (app_id, day, kind, dim, value, seq, added, removed) \
+                              VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)";
+        const RAW: &str = "DELETE FROM raw_events WHERE app_id = $1 AND day < $2";
+        let mut report = CloseOut::default();
+        let keys: Vec<(i64, String, String, String)> = on_backend!(self, pool => sqlx::query_as(KEYS)
+            .bind(app_id)
+            .bind(i64::from(before))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        let rows_sql = match self.backend {
+            Backend::Sqlite(_) => ROWS_SQLITE,
+            Backend::Postgres(_) => ROWS_PG,
+        };
+        for (d, kind, dim, value) in keys {
+            on_backend!(self, pool => {
+                let mut tx = pool.begin().await.map_err(backend_error)?;
+                let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(rows_sql)
+                    .bind(app_id)
+                    .bind(d)
+                    .bind(&kind)
+                    .bind(&dim)
+                    .bind(&value)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+                let Some(last) = rows.last().map(|r| r.0) else {
+                    continue;
+                };
+                let n = rows.len() as u64;
+                let members = fold_set_rows(rows.into_iter().map(|(_, a, r)| (a, r)))?;
+                let mut bytes = Vec::with_capacity(members.serialized_size());
+                // Writing into a Vec cannot fail.
+                let _ = members.serialize_into(&mut bytes);
+                sqlx::query(DELETE)
+                    .bind(app_id)
+                    .bind(d)
+                    .bind(&kind)
+                    .bind(&dim)
+                    .bind(&value)
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+                sqlx::query(INSERT)
+                    .bind(app_id)
+                    .bind(d)
+                    .bind(&kind)
+                    .bind(&dim)
+                    .bind(&value)
+                    .bind(last)
+                    .bind(bytes)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+                tx.commit().await.map_err(backend_error)?;
+                report.sets_compacted += 1;
+                report.rows_removed += n - 1;
+            });
+        }
+        if let Some(raw_before) = raw_before {
+            report.raw_rows_deleted = on_backend!(self, pool => sqlx::query(RAW)
+                .bind(app_id)
+                .bind(i64::from(raw_before))
+                .execute(pool)
+                .await
+                .map_err(backend_error)?
+                .rows_affected());
+        }
+        Ok(report)
     }
 }

@@ -981,3 +981,124 @@ async fn stores_from_before_the_metrics_migration_are_filled_in_on_open() {
         .expect("overview");
     assert_eq!(after, before);
 }
+
+async fn snapshot(store: &SqlStore, clock: &AppClock, from: i32, to: i32) -> Value {
+    let retention =
+        RetentionQuery::parse(None, Some("unbounded"), None, Some("0,1,7")).expect("query");
+    json!({
+        "overview": metrics::overview(store, clock, from, to).await.expect("overview"),
+        "active": metrics::active(store, clock, from, to, None).await.expect("active"),
+        "retention": metrics::retention(store, clock, from, to, &retention).await.expect("retention"),
+        "breakdown": metrics::breakdown(store, clock, from, to, "platform", BreakdownMetric::NewUsers)
+            .await
+            .expect("breakdown"),
+        "freshness": metrics::distribution(store, clock, from, to, DistributionKind::Freshness)
+            .await
+            .expect("distribution"),
+    })
+}
+
+/// The daily close-out compacts ended days' sets without changing any answer, also
+/// when late events for closed-out days arrive afterwards through an aggregator whose
+/// cache predates the close-out; the raw-data retention drops old raw rows only.
+#[tokio::test]
+async fn close_out_changes_no_answer_and_late_data_still_counts() {
+    for t in common::both().await {
+        let store = &t.store;
+        let zone = "America/New_York";
+        let tz = jiff::tz::TimeZone::get(zone).expect("zone");
+        let app = store
+            .create_app(NewApp {
+                name: "close-out".into(),
+                timezone: zone.into(),
+            })
+            .await
+            .expect("app");
+        let start = ts("2024-10-20T00:00:00Z");
+        let now = ts("2024-11-14T15:00:00Z");
+        let mut rng = Rng(42);
+        let generated = generate(&mut rng, 50, start, now);
+        let arrived = arrival(&mut rng, &generated);
+        // Two thirds now, the rest (late, for closed-out days too) after the close-out,
+        // through the same aggregator.
+        let split = arrived.len() * 2 / 3;
+        let mut aggregator = Aggregator::new("close-out");
+        let mut position = 0;
+        for chunk in arrived[..split].chunks(7) {
+            let message = BusMessage {
+                position,
+                payload: EventRecord::new(app.id, 0, chunk.to_vec()).encode(),
+            };
+            position += 1;
+            aggregator.apply(store, &[message]).await.expect("apply");
+        }
+        let clock = AppClock::new(app.id, zone, now);
+        let (from, to) = (day_in(start, &tz) - 1, clock.today);
+        let before = snapshot(store, &clock, from, to).await;
+        let done = store
+            .close_out(app.id, clock.today, None)
+            .await
+            .expect("close-out");
+        assert!(done.sets_compacted > 10 && done.rows_removed > done.sets_compacted);
+        assert_json_eq(
+            &snapshot(store, &clock, from, to).await,
+            &before,
+            "close-out changed an answer",
+        );
+        // Nothing left to do a second time.
+        let again = store
+            .close_out(app.id, clock.today, None)
+            .await
+            .expect("again");
+        assert_eq!(again.sets_compacted, 0);
+
+        for chunk in arrived[split..].chunks(7) {
+            let message = BusMessage {
+                position,
+                payload: EventRecord::new(app.id, 0, chunk.to_vec()).encode(),
+            };
+            position += 1;
+            aggregator
+                .apply(store, &[message])
+                .await
+                .expect("apply late");
+        }
+        let reference = Reference::new(&arrived, tz.clone(), clock.today);
+        let overview = metrics::overview(store, &clock, from, to)
+            .await
+            .expect("overview");
+        assert_json_eq(
+            &serde_json::to_value(&overview).expect("json"),
+            &reference.overview(from, to),
+            &format!("late data after close-out on {}", store.backend_name()),
+        );
+        let active = metrics::active(store, &clock, from, to, None)
+            .await
+            .expect("active");
+        assert_json_eq(
+            &serde_json::to_value(&active).expect("json"),
+            &reference.active_days(from, to),
+            "active after close-out",
+        );
+
+        // Raw-data retention: rows of days before the cut go, later ones stay.
+        let cut = from + 10;
+        let kept_before = store.raw_events(app.id, cut, to).await.expect("raw").len();
+        let done = store
+            .close_out(app.id, clock.today, Some(cut))
+            .await
+            .expect("retention");
+        assert!(done.raw_rows_deleted > 0);
+        assert!(
+            store
+                .raw_events(app.id, from, cut - 1)
+                .await
+                .expect("raw")
+                .is_empty()
+        );
+        assert_eq!(
+            store.raw_events(app.id, cut, to).await.expect("raw").len(),
+            kept_before
+        );
+    }
+}

@@ -106,6 +106,15 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             }
             Role::Ingest => None,
         };
+        // The daily close-out runs where the aggregator does.
+        let maintenance = match serve.role {
+            Role::All | Role::Aggregate => Some(
+                sundial_server::start_maintenance(store.clone(), config.metrics.settings())
+                    .await
+                    .context("cannot start the close-out job")?,
+            ),
+            Role::Ingest => None,
+        };
         let ingest_bus = match serve.role {
             Role::All | Role::Ingest => Some(bus.clone()),
             Role::Aggregate => None,
@@ -180,6 +189,9 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         shutdown.cancel();
         if let Some(task) = aggregator {
             let _ = task.await;
+        }
+        if let Some(scheduler) = maintenance {
+            scheduler.shutdown(sundial_server::MAINTENANCE_GRACE).await;
         }
         store.close().await;
         tracing::info!("stopped");
