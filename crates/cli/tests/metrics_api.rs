@@ -25,15 +25,14 @@ fn date_in(tz: &str, ts_ms: i64) -> String {
 
 /// An admin and an API token for it, made with the CLI.
 fn admin_token(data_dir: &str) -> String {
+    account_token(data_dir, "admin", &["--role", "admin"])
+}
+
+/// An account (`extra`: role and grants) and an API token for it, made with the CLI.
+fn account_token(data_dir: &str, username: &str, extra: &[&str]) -> String {
     let mut child = sundial()
-        .args([
-            "account",
-            "create",
-            "--username",
-            "admin",
-            "--role",
-            "admin",
-        ])
+        .args(["account", "create", "--username", username])
+        .args(extra)
         .args(["--password-stdin", "--data-dir", data_dir])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -57,7 +56,7 @@ fn admin_token(data_dir: &str) -> String {
             "token",
             "create",
             "--username",
-            "admin",
+            username,
             "--name",
             "metrics-test",
         ])
@@ -85,6 +84,15 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     let tz = "Asia/Shanghai";
     let app = create_app(&["--data-dir", data_s], "Metrics", tz);
     let bearer = admin_token(data_s);
+    // A viewer granted only another app may not read this one; one with every app may.
+    let other = create_app(&["--data-dir", data_s], "Other", "UTC");
+    let other_id = other.id.to_string();
+    let narrow = account_token(
+        data_s,
+        "narrow",
+        &["--role", "viewer", "--grant", &other_id],
+    );
+    let wide = account_token(data_s, "wide", &["--role", "viewer"]);
     let server = Server::start(&["--data-dir", data_s], dir.path());
     let get_json = |path: &str| {
         let reply = get_as(&server, path, &bearer);
@@ -197,6 +205,24 @@ fn every_endpoint_answers_and_bad_parameters_are_named() {
     assert_eq!(summary["total_users"], 3);
     assert_eq!(summary["today"]["current"]["active_users"], 2);
     assert_eq!(summary["date"], today_s);
+
+    let path = format!("/api/v1/apps/{id}/summary");
+    assert_eq!(
+        get_as(&server, &path, &narrow).status,
+        403,
+        "viewer without a grant"
+    );
+    assert_eq!(
+        get_as(&server, &path, &wide).status,
+        200,
+        "viewer of every app"
+    );
+    let path = format!("/api/v1/apps/{}/summary", other.id);
+    assert_eq!(
+        get_as(&server, &path, &narrow).status,
+        200,
+        "viewer of its granted app"
+    );
 
     // The close-out job ran once at start, through the scheduler.
     let prometheus = server.get("/metrics");

@@ -294,7 +294,7 @@ pub(crate) async fn login(
     tag = "auth",
     summary = "Log out: revoke this session",
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
@@ -659,7 +659,7 @@ pub(crate) async fn rotate_app(
     summary = "Delete an app's data, keeping the app (admin)",
     params(("app" = i64, Path, description = "The app id")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
@@ -705,7 +705,7 @@ pub(crate) async fn delete_app_data(
     summary = "Delete an app and its data (admin)",
     params(("app" = i64, Path, description = "The app id")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
@@ -810,6 +810,7 @@ async fn hash_new_password(password: String) -> Result<String, ApiError> {
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+        (status = 409, description = "The username is taken", body = ApiError),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -870,6 +871,7 @@ pub(crate) struct PatchAccountBody {
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+        (status = 409, description = "It is the last admin", body = ApiError),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -930,10 +932,11 @@ pub(crate) async fn patch_account(
     summary = "Delete an account (admin)",
     params(("id" = i64, Path, description = "The account or token id")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
+        (status = 409, description = "It is the last admin", body = ApiError),
     ),
     security(("bearer" = []), ("session" = []))
 )]
@@ -1125,7 +1128,7 @@ pub(crate) async fn create_token(
     summary = "Revoke an API token",
     params(("id" = i64, Path, description = "The account or token id")),
     responses(
-        (status = 200, description = "Done", body = Object),
+        (status = 204, description = "Done"),
         (status = 400, description = "Bad input, named in `field`", body = ApiError),
         (status = 401, description = "No valid session or API token", body = ApiError),
         (status = 403, description = "Not allowed for this account (or CSRF header missing)", body = ApiError),
