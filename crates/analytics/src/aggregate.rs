@@ -57,6 +57,12 @@ pub const SET_ACTIVE: &str = "active";
 /// Devices whose first-seen day is the key's day.
 pub const SET_NEW: &str = "new";
 
+/// The first-seen instant of a device or user that is known (it keeps its number) but
+/// has no event yet: `sundial recompute` seeds its rebuild with these, and the first
+/// event replayed makes the device (user) new on its day, without moving it from an
+/// earlier one.
+pub const UNSEEN_TS: i64 = i64::MAX;
+
 /// After this many delta rows a set is rewritten as one row.
 pub const COMPACT_AFTER_DELTAS: i32 = 64;
 
@@ -251,6 +257,10 @@ pub trait AggregateStore: Send + Sync {
         app_id: i64,
         ids: &[String],
     ) -> Result<HashSet<String>, StoreError>;
+    /// A number that moves whenever app data changes behind the aggregator's back
+    /// (data deleted, time zone changed, aggregates recomputed): a change means the
+    /// caches must be dropped.
+    async fn data_generation(&self) -> Result<i64, StoreError>;
     /// Applies `changes` and sets `consumer`'s position to `next`, atomically.
     async fn commit(&self, changes: &Changes, consumer: &str, next: u64) -> Result<(), StoreError>;
 }
@@ -308,6 +318,8 @@ pub struct Aggregator {
     position: Option<u64>,
     apps: HashMap<i64, Option<AppState>>,
     sets: HashMap<SetKey, StoredSet>,
+    /// The store's data generation the caches belong to.
+    generation: Option<i64>,
 }
 
 /// The day and hour of `ts_ms` in `tz`.
@@ -332,6 +344,7 @@ impl Aggregator {
             position: None,
             apps: HashMap::new(),
             sets: HashMap::new(),
+            generation: None,
         }
     }
 
@@ -345,6 +358,7 @@ impl Aggregator {
         self.position = None;
         self.apps.clear();
         self.sets.clear();
+        self.generation = None;
     }
 
     /// Applies `messages` (in position order) and commits them with the position after
@@ -358,6 +372,13 @@ impl Aggregator {
             return Ok(BatchReport::default());
         };
         let next = last.position + 1;
+        let generation = store.data_generation().await?;
+        if self.generation != Some(generation) {
+            // App data changed behind our back (possibly in another process).
+            self.apps.clear();
+            self.sets.clear();
+            self.generation = Some(generation);
+        }
         let committed = match self.position {
             Some(p) => p,
             None => {
@@ -608,6 +629,26 @@ fn count_event(
                 .new_users += 1;
             no
         }
+        Some(info) if info.first_ts_ms == UNSEEN_TS => {
+            info.first_ts_ms = event.ts_ms;
+            let no = info.no;
+            record_device(
+                app_id,
+                no,
+                &event.device_id,
+                event.ts_ms,
+                day,
+                changes,
+                batch,
+            );
+            batch.add(set_key(app_id, day, SET_NEW, "", ""), no);
+            changes
+                .hour_counters
+                .entry((app_id, day, hour))
+                .or_default()
+                .new_users += 1;
+            no
+        }
         Some(info) if event.ts_ms < info.first_ts_ms => {
             let (old_day, old_hour) = day_and_hour(info.first_ts_ms, &app.tz);
             info.first_ts_ms = event.ts_ms;
@@ -650,7 +691,9 @@ fn count_event(
                 true
             }
             Some(first) if event.ts_ms < *first => {
-                moved_from = Some(day_and_hour(*first, &app.tz).0);
+                if *first != UNSEEN_TS {
+                    moved_from = Some(day_and_hour(*first, &app.tz).0);
+                }
                 *first = event.ts_ms;
                 true
             }

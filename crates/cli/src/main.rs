@@ -49,6 +49,8 @@ enum Command {
     Config(cmd::config::ConfigArgs),
     /// Cron expressions: next fire times, validation, plain-language explanations.
     Cron(cmd::cron::CronArgs),
+    /// Rebuild an app's aggregates from its raw events (e.g. after its time zone changed).
+    Recompute(cmd::recompute::RecomputeArgs),
     /// Run the scheduler daemon: the jobs of a jobs.toml file and its REST API.
     Run(cmd::run::RunArgs),
     /// Run the analytics platform: ingest HTTP API, event bus, aggregator, store.
@@ -64,6 +66,7 @@ impl Command {
             Command::App(args) => Some(args.store_args()),
             Command::Account(args) => Some(args.store_args()),
             Command::Token(args) => Some(args.store_args()),
+            Command::Recompute(args) => Some(&args.store),
             Command::Run(args) => Some(&args.store),
             Command::Serve(args) => Some(&args.store),
             Command::Config(_) | Command::Cron(_) => None,
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Token(args) => cmd::token::run(args, &config),
         Command::Config(args) => cmd::config::run(args, &config),
         Command::Cron(args) => cmd::cron::run(args),
+        Command::Recompute(args) => cmd::recompute::run(args, &config),
         Command::Run(args) => cmd::run::run(args, &config),
         Command::Serve(_) => cmd::serve::run(&config),
     };

@@ -138,6 +138,15 @@ impl AggregateStore for SqlStore {
         Ok(known)
     }
 
+    async fn data_generation(&self) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT generation FROM data_generation WHERE id = 1";
+        let (g,): (i64,) = on_backend!(self, pool => sqlx::query_as(SQL)
+            .fetch_one(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(g)
+    }
+
     async fn commit(&self, changes: &Changes, consumer: &str, next: u64) -> Result<(), StoreError> {
         const DEVICE: &str = "INSERT INTO devices (app_id, device_no, device_id, first_ts_ms, first_day) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, device_no) DO UPDATE SET \

@@ -168,6 +168,15 @@ impl Store for SqlStore {
             .await
             .map_err(backend_error)?);
         let row = row.ok_or_else(|| StoreError::NoSuchApp(format!("id {id}")))?;
+        if update.timezone.is_some() {
+            // Aggregators elsewhere cache the zone: tell them.
+            on_backend!(self, pool => {
+                sqlx::query(crate::BUMP_GENERATION)
+                    .execute(pool)
+                    .await
+                    .map_err(backend_error)?;
+            });
+        }
         tracing::info!(app_id = id, "app updated");
         Ok(row.into())
     }
@@ -221,6 +230,10 @@ impl SqlStore {
                     .await
                     .map_err(backend_error)?;
             }
+            sqlx::query(crate::BUMP_GENERATION)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
             if app_too {
                 sqlx::query("DELETE FROM account_grants WHERE app_id = $1")
                     .bind(id)

@@ -27,9 +27,11 @@ mod apps;
 mod jobs;
 mod metrics;
 mod read;
+mod recompute;
 
 pub use apps::APP_DATA_TABLES;
 pub use read::{DayTotals, EventTotals};
+pub use recompute::{RecomputeError, Recomputed};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,6 +42,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+/// Moves the data generation (see migration 0007): running aggregators drop their
+/// caches before their next batch.
+pub(crate) const BUMP_GENERATION: &str =
+    "UPDATE data_generation SET generation = generation + 1 WHERE id = 1";
 
 /// The file name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "sundial.db";

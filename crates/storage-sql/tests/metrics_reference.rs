@@ -1102,3 +1102,224 @@ async fn close_out_changes_no_answer_and_late_data_still_counts() {
         );
     }
 }
+
+async fn set_zone(store: &SqlStore, app_id: i64, zone: &str) {
+    store
+        .update_app(
+            app_id,
+            sundial_analytics::AppUpdate {
+                timezone: Some(zone.to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update zone");
+}
+
+/// After an app's time zone changes, `recompute` rebuilds its aggregates in the new
+/// zone: every answer then matches the reference computed in that zone. A range
+/// recompute rebuilds only its days and leaves the others as they were.
+#[tokio::test]
+async fn recompute_after_a_time_zone_change_matches_the_reference() {
+    for t in common::both().await {
+        let store = &t.store;
+        let app = store
+            .create_app(NewApp {
+                name: "moves".into(),
+                timezone: "UTC".into(),
+            })
+            .await
+            .expect("app");
+        let start = ts("2024-10-15T00:00:00Z");
+        let now = ts("2024-11-14T15:00:00Z");
+        let mut rng = Rng(99);
+        let generated = generate(&mut rng, 60, start, now);
+        let arrived = arrival(&mut rng, &generated);
+        load(store, app.id, &arrived, &mut rng).await;
+
+        // Whole app, into Asia/Shanghai.
+        let zone = "Asia/Shanghai";
+        set_zone(store, app.id, zone).await;
+        let mut calls = 0;
+        let done = store
+            .recompute_app(app.id, None, &mut |_, _| calls += 1)
+            .await
+            .expect("recompute");
+        let tz = jiff::tz::TimeZone::get(zone).expect("zone");
+        let clock = AppClock::new(app.id, zone, now);
+        let reference = Reference::new(&arrived, tz.clone(), clock.today);
+        assert_eq!(done.events, reference.events.len() as u64);
+        assert!(calls > 0, "progress is reported");
+        let (from, to) = (day_in(start, &tz) - 1, clock.today);
+        let ctx = |what: &str| format!("recomputed {what} on {}", store.backend_name());
+        let overview = metrics::overview(store, &clock, from, to)
+            .await
+            .expect("overview");
+        assert_json_eq(
+            &serde_json::to_value(&overview).expect("json"),
+            &reference.overview(from, to),
+            &ctx("overview"),
+        );
+        let lifecycle = metrics::lifecycle(store, &clock, from, to)
+            .await
+            .expect("lifecycle");
+        assert_json_eq(
+            &serde_json::to_value(&lifecycle).expect("json"),
+            &reference.lifecycle(from, to),
+            &ctx("lifecycle"),
+        );
+        let query = RetentionQuery::parse(None, None, None, Some("1,3,7")).expect("query");
+        let retention = metrics::retention(store, &clock, from, to, &query)
+            .await
+            .expect("retention");
+        assert_json_eq(
+            &serde_json::to_value(&retention).expect("json"),
+            &reference.retention(from, to, "new", "classic", "day", &[1, 3, 7]),
+            &ctx("retention"),
+        );
+        for kind in [
+            "session_length",
+            "launches_per_device",
+            "hour_new",
+            "hour_active",
+            "freshness",
+        ] {
+            let got = metrics::distribution(
+                store,
+                &clock,
+                from,
+                to,
+                DistributionKind::parse(kind).expect("kind"),
+            )
+            .await
+            .expect("distribution");
+            let actual: Vec<(String, Vec<u64>)> = got
+                .days
+                .iter()
+                .map(|d| (d.date.clone(), d.counts.clone()))
+                .collect();
+            assert_eq!(
+                actual,
+                reference.distribution(from, to, kind),
+                "{}",
+                ctx(kind)
+            );
+        }
+        // No shadow is left behind.
+        assert!(
+            store
+                .list_apps()
+                .await
+                .expect("apps")
+                .iter()
+                .all(|a| !a.name.starts_with("(recompute"))
+        );
+
+        // Back to UTC, but only ten days: those match the UTC reference, the others keep
+        // their Shanghai figures.
+        let before = metrics::overview(store, &clock, from, to)
+            .await
+            .expect("overview");
+        set_zone(store, app.id, "UTC").await;
+        let utc = jiff::tz::TimeZone::UTC;
+        let clock_utc = AppClock::new(app.id, "UTC", now);
+        let (r_from, r_to) = (from + 8, from + 17);
+        store
+            .recompute_app(app.id, Some((r_from, r_to)), &mut |_, _| {})
+            .await
+            .expect("range recompute");
+        let reference_utc = Reference::new(&arrived, utc, clock_utc.today);
+        let after = metrics::overview(store, &clock_utc, from, to)
+            .await
+            .expect("overview");
+        for (i, day) in (from..=to).enumerate() {
+            let got = &after.days[i];
+            if (r_from..=r_to).contains(&day) {
+                let want = &reference_utc.overview(day, day)["days"][0];
+                for field in ["launches", "usage_reports", "active_users", "new_users"] {
+                    assert_eq!(
+                        serde_json::to_value(got).expect("json")[field],
+                        want[field],
+                        "{} {field} on {}",
+                        store.backend_name(),
+                        got.date
+                    );
+                }
+            } else {
+                let old = &before.days[i];
+                assert_eq!(
+                    (got.launches, got.active_users, got.new_users),
+                    (old.launches, old.active_users, old.new_users),
+                    "day {} outside the range changed",
+                    got.date
+                );
+            }
+        }
+    }
+}
+
+/// Events aggregated for the app while a recompute runs make it change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recompute_refuses_to_swap_when_events_arrive_meanwhile() {
+    let t = common::sqlite().await;
+    let store = &t.store;
+    let app = store
+        .create_app(NewApp {
+            name: "busy".into(),
+            timezone: "UTC".into(),
+        })
+        .await
+        .expect("app");
+    let start = ts("2024-10-15T00:00:00Z");
+    let now = ts("2024-11-14T15:00:00Z");
+    let mut rng = Rng(5);
+    let events = generate(&mut rng, 30, start, now);
+    load(store, app.id, &events, &mut rng).await;
+    let clock = AppClock::new(app.id, "UTC", now);
+    let before = metrics::overview(store, &clock, clock.today - 30, clock.today)
+        .await
+        .expect("overview");
+    let late = vec![event(
+        EventKind::OpenApp,
+        now - MINUTE,
+        "late-device",
+        &Dimensions::default(),
+    )];
+    let handle = tokio::runtime::Handle::current();
+    let mut sent = false;
+    let err = store
+        .recompute_app(app.id, None, &mut |_, _| {
+            if !sent {
+                sent = true;
+                let store = store.clone();
+                let late = late.clone();
+                tokio::task::block_in_place(|| {
+                    handle.block_on(async move {
+                        let mut aggregator = Aggregator::new("live");
+                        let message = BusMessage {
+                            position: 0,
+                            payload: EventRecord::new(app.id, 0, late).encode(),
+                        };
+                        aggregator.apply(&store, &[message]).await.expect("apply");
+                    });
+                });
+            }
+        })
+        .await
+        .expect_err("must refuse");
+    assert!(err.to_string().contains("during the recompute"), "{err}");
+    let after = metrics::overview(store, &clock, clock.today - 30, clock.today)
+        .await
+        .expect("overview");
+    // Unchanged but for the late launch, and no shadow left.
+    let today = after.days.last().expect("today");
+    assert_eq!(
+        today.launches,
+        before.days.last().expect("today").launches + 1
+    );
+    assert_eq!(
+        &after.days[..after.days.len() - 1],
+        &before.days[..before.days.len() - 1]
+    );
+    assert_eq!(store.list_apps().await.expect("apps").len(), 1);
+}

@@ -708,6 +708,11 @@ pub struct DistributionDay {
     pub counts: Vec<u64>,
 }
 
+/// Raw-event rows are filed under the day of the zone the app had when they were
+/// aggregated; after a time-zone change an event's day can differ by up to two, so
+/// raw reads take this margin and re-derive each event's day.
+const RAW_DAY_MARGIN: Day = 2;
+
 /// Freshness buckets: 0..=30 days since the first day, then 31+.
 const FRESHNESS_DAYS: i32 = 30;
 
@@ -723,7 +728,9 @@ pub async fn distribution(
     let hours = || (0..24).map(|h: u8| h.to_string()).collect::<Vec<_>>();
     let (buckets, rows): (Vec<String>, BTreeMap<Day, Vec<u64>>) = match kind {
         DistributionKind::SessionLength => {
-            let events = src.raw_events(app, from - 1, to + 1).await?;
+            let events = src
+                .raw_events(app, from - 1 - RAW_DAY_MARGIN, to + 1 + RAW_DAY_MARGIN)
+                .await?;
             let rows = sessions::session_lengths(&events, &clock.tz, from, to);
             (
                 SESSION_BUCKETS.iter().map(|b| b.0.to_owned()).collect(),
@@ -731,7 +738,9 @@ pub async fn distribution(
             )
         }
         DistributionKind::LaunchesPerDevice => {
-            let events = src.raw_events(app, from, to).await?;
+            let events = src
+                .raw_events(app, from - RAW_DAY_MARGIN, to + RAW_DAY_MARGIN)
+                .await?;
             let rows = sessions::launches_per_device(&events, &clock.tz, from, to);
             (
                 LAUNCH_BUCKETS.iter().map(|b| b.0.to_owned()).collect(),

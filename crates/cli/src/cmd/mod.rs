@@ -4,6 +4,7 @@ pub(crate) mod account;
 pub(crate) mod app;
 pub(crate) mod config;
 pub(crate) mod cron;
+pub(crate) mod recompute;
 pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod token;
