@@ -1323,3 +1323,59 @@ async fn recompute_refuses_to_swap_when_events_arrive_meanwhile() {
     );
     assert_eq!(store.list_apps().await.expect("apps").len(), 1);
 }
+
+/// An aggregator with warm caches notices app data deleted behind its back (by another
+/// process, through the store's data generation) and counts the app afresh.
+#[tokio::test]
+async fn aggregators_drop_their_caches_when_app_data_changes_elsewhere() {
+    for t in common::both().await {
+        let store = &t.store;
+        let app = store
+            .create_app(NewApp {
+                name: "wiped".into(),
+                timezone: "UTC".into(),
+            })
+            .await
+            .expect("app");
+        let at = ts("2024-11-10T10:00:00Z");
+        let send = |position: u64, device: &str| BusMessage {
+            position,
+            payload: EventRecord::new(
+                app.id,
+                0,
+                vec![event(
+                    EventKind::OpenApp,
+                    at,
+                    device,
+                    &Dimensions::default(),
+                )],
+            )
+            .encode(),
+        };
+        let mut aggregator = Aggregator::new("warm");
+        aggregator
+            .apply(store, &[send(0, "a")])
+            .await
+            .expect("apply");
+        store.delete_app_data(app.id).await.expect("wipe");
+        aggregator
+            .apply(store, &[send(1, "a")])
+            .await
+            .expect("apply");
+        let clock = AppClock::new(app.id, "UTC", ts("2024-11-14T00:00:00Z"));
+        let day = day_in(at, &jiff::tz::TimeZone::UTC);
+        let o = metrics::overview(store, &clock, day, day)
+            .await
+            .expect("overview");
+        assert_eq!(
+            (
+                o.days[0].launches,
+                o.days[0].active_users,
+                o.days[0].new_users
+            ),
+            (1, 1, 1),
+            "{}",
+            store.backend_name()
+        );
+    }
+}
