@@ -34,6 +34,8 @@ pub struct CloseOut {
     pub rows_removed: u64,
     /// Raw-event rows deleted by the raw-data retention.
     pub raw_rows_deleted: u64,
+    /// Retention cells materialised.
+    pub retention_cells: u64,
 }
 
 /// Where apps and aggregates are kept; the metrics engine reads the aggregates

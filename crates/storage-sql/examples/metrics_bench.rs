@@ -96,7 +96,7 @@ async fn main() {
     let store = SqlStore::connect(&a.store).await.expect("open store");
     match a.mode.as_str() {
         "load" => load(&store, &a).await,
-        "close-out" => close_out(&store).await,
+        "close-out" => close_out(&store, &a).await,
         _ => query(&store, &a).await,
     }
 }
@@ -202,7 +202,7 @@ async fn load(store: &SqlStore, a: &Args) {
 }
 
 /// The daily close-out of every ended day, as `sundial serve` runs it.
-async fn close_out(store: &SqlStore) {
+async fn close_out(store: &SqlStore, a: &Args) {
     let app = store
         .list_apps()
         .await
@@ -210,15 +210,19 @@ async fn close_out(store: &SqlStore) {
         .into_iter()
         .find(|x| x.name == APP_NAME)
         .expect("run `load` first");
+    // The same "now" as `query`: every loaded day has ended.
+    let now = START_MS + i64::from(a.days) * DAY_MS + 3_600_000;
+    let today = AppClock::new(app.id, ZONE, now).today;
     let started = Instant::now();
     let report = store
-        .close_out(app.id, i32::MAX, None)
+        .close_out(app.id, today, None)
         .await
         .expect("close-out");
     println!(
-        "close-out: {} sets compacted, {} rows folded away, in {:.1} s",
+        "close-out: {} sets compacted, {} rows folded away, {} retention cells, in {:.1} s",
         report.sets_compacted,
         report.rows_removed,
+        report.retention_cells,
         started.elapsed().as_secs_f64()
     );
 }

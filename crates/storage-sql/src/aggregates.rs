@@ -156,7 +156,10 @@ impl AggregateStore for SqlStore {
              WHERE excluded.first_ts_ms < app_users.first_ts_ms";
         const SET_SIZE: &str = "INSERT INTO set_sizes (app_id, day, kind, dim, value, size) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (app_id, kind, dim, day, value) \
-             DO UPDATE SET size = excluded.size";
+             DO UPDATE SET size = excluded.size, version = set_sizes.version + 1";
+        const STALE_COHORT: &str = "DELETE FROM retention_cells WHERE app_id = $1 \
+             AND kind IN ('new', 'active') AND cohort_day = $2";
+        const STALE_AT: &str = "DELETE FROM retention_cells WHERE app_id = $1 AND at_day = $2";
         const RAW: &str =
             "INSERT INTO raw_events (app_id, day, events, payload) VALUES ($1, $2, $3, $4)";
         const EVENT_ID: &str = "INSERT INTO event_ids (app_id, event_id, ts_ms) VALUES ($1, $2, $3) \
@@ -260,6 +263,23 @@ impl AggregateStore for SqlStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(backend_error)?;
+            }
+            // Retention cells that read a changed day are no longer right.
+            let stale: std::collections::BTreeSet<(i64, i64)> = changes
+                .set_sizes
+                .iter()
+                .filter(|(key, _)| key.dim.is_empty())
+                .map(|(key, _)| (key.app_id, i64::from(key.day)))
+                .collect();
+            for (app_id, day) in stale {
+                for sql in [STALE_COHORT, STALE_AT] {
+                    sqlx::query(sql)
+                        .bind(app_id)
+                        .bind(day)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend_error)?;
+                }
             }
             for raw in &changes.raw {
                 sqlx::query(RAW)

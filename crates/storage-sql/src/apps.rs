@@ -27,6 +27,7 @@ pub const APP_DATA_TABLES: &[&str] = &[
     "event_ids",
     "set_sizes",
     "raw_events",
+    "retention_cells",
 ];
 
 /// The `DELETE` statements for [`APP_DATA_TABLES`] (static text: table names are ours).
@@ -40,6 +41,7 @@ const DELETE_APP_DATA: &[&str] = &[
     "DELETE FROM event_ids WHERE app_id = $1",
     "DELETE FROM set_sizes WHERE app_id = $1",
     "DELETE FROM raw_events WHERE app_id = $1",
+    "DELETE FROM retention_cells WHERE app_id = $1",
 ];
 
 #[derive(Debug, sqlx::FromRow)]

@@ -1,16 +1,21 @@
 //! The metrics engine's reads ([`MetricsSource`]) on both backends: one range query per
 //! call, so that a 90-day answer costs a handful of round trips, not one per day.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use roaring::RoaringBitmap;
-use sundial_analytics::aggregate::{Day, DayCounts, HourCounts, RawEvents};
+use sundial_analytics::aggregate::{Day, DayCounts, HourCounts, RawEvents, SET_ACTIVE, SET_NEW};
 use sundial_analytics::metrics::{EventCounterRow, MetricsSource};
 use sundial_analytics::{CloseOut, Event, StoreError};
 
 use crate::aggregates::fold_set_rows;
 use crate::{Backend, SqlStore, backend_error};
+
+/// Retention cells are materialised for offsets up to this many days…
+const CELL_MAX_OFFSET: Day = 30;
+/// …of the cohorts of this many days before today.
+const CELL_COHORT_DAYS: Day = 366;
 
 /// A `day_sets` row's bitmaps: added, removed.
 type SetRow = (Vec<u8>, Option<Vec<u8>>);
@@ -236,6 +241,34 @@ impl MetricsSource for SqlStore {
         Ok(events)
     }
 
+    async fn retention_cells(
+        &self,
+        app_id: i64,
+        kind: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<HashMap<(Day, u32), u64>, StoreError> {
+        const SQL: &str = "SELECT cohort_day, day_offset, count FROM retention_cells \
+                           WHERE app_id = $1 AND kind = $2 AND cohort_day BETWEEN $3 AND $4";
+        let rows: Vec<(i64, i64, i64)> = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(app_id)
+            .bind(kind)
+            .bind(i64::from(from))
+            .bind(i64::from(to))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(rows
+            .into_iter()
+            .map(|(d, n, c)| {
+                (
+                    (day(d), u32::try_from(n).unwrap_or(u32::MAX)),
+                    u64::try_from(c).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
     async fn registered_before(&self, app_id: i64, before: Day) -> Result<u64, StoreError> {
         const SQL: &str = "SELECT CAST(COALESCE(SUM(new_registered), 0) AS BIGINT) FROM day_counters \
                            WHERE app_id = $1 AND dim = '' AND value = '' AND day < $2";
@@ -435,6 +468,7 @@ impl SqlStore {
                 report.rows_removed += n - 1;
             });
         }
+        report.retention_cells = self.materialize_retention(app_id, before).await?;
         if let Some(raw_before) = raw_before {
             report.raw_rows_deleted = on_backend!(self, pool => sqlx::query(RAW)
                 .bind(app_id)
@@ -445,5 +479,137 @@ impl SqlStore {
                 .rows_affected());
         }
         Ok(report)
+    }
+}
+
+impl SqlStore {
+    /// Writes the classic daily retention cells (offsets 0..=30) of the cohorts of the
+    /// last year whose day `cohort + offset` has ended (is before `today`) and that are
+    /// not stored yet. A cell is written only when its cohort and its day have
+    /// activity (otherwise it is 0 and readers know it from the set sizes), and only if
+    /// neither day's sets changed between reading them and writing the cell: the sets'
+    /// size versions are checked again in the writing transaction (on PostgreSQL with
+    /// the rows locked, so an aggregator commit waits and then invalidates what it must).
+    async fn materialize_retention(&self, app_id: i64, today: Day) -> Result<u64, StoreError> {
+        const VERSIONS: &str = "SELECT kind, day, size, version FROM set_sizes WHERE app_id = $1 \
+             AND kind IN ('new', 'active') AND dim = '' AND value = '' AND day BETWEEN $2 AND $3";
+        const VERSIONS_PG: &str = "SELECT kind, day, size, version FROM set_sizes WHERE app_id = $1 \
+             AND kind IN ('new', 'active') AND dim = '' AND value = '' AND day BETWEEN $2 AND $3 \
+             FOR SHARE";
+        const EXISTING: &str = "SELECT kind, cohort_day, day_offset FROM retention_cells \
+             WHERE app_id = $1 AND cohort_day >= $2";
+        const INSERT: &str = "INSERT INTO retention_cells \
+             (app_id, kind, cohort_day, day_offset, at_day, count) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (app_id, kind, cohort_day, day_offset) DO NOTHING";
+        let first = today - CELL_COHORT_DAYS;
+        type Versions = HashMap<(String, i64), (i64, i64)>;
+        let read_versions = |rows: Vec<(String, i64, i64, i64)>| -> Versions {
+            rows.into_iter()
+                .map(|(kind, d, size, version)| ((kind, d), (size, version)))
+                .collect()
+        };
+        let rows: Vec<(String, i64, i64, i64)> = on_backend!(self, pool => sqlx::query_as(VERSIONS)
+            .bind(app_id)
+            .bind(i64::from(first))
+            .bind(i64::from(today - 1))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        let versions = read_versions(rows);
+        let existing: Vec<(String, i64, i64)> = on_backend!(self, pool => sqlx::query_as(EXISTING)
+            .bind(app_id)
+            .bind(i64::from(first))
+            .fetch_all(pool)
+            .await
+            .map_err(backend_error)?);
+        let existing: std::collections::HashSet<(String, i64, i64)> =
+            existing.into_iter().collect();
+        let has = |kind: &str, d: Day| {
+            versions
+                .get(&(kind.to_owned(), i64::from(d)))
+                .is_some_and(|(size, _)| *size > 0)
+        };
+        let mut missing: Vec<(&'static str, Day, Day)> = Vec::new();
+        for kind in [SET_NEW, SET_ACTIVE] {
+            for cohort in first..today {
+                if !has(kind, cohort) {
+                    continue;
+                }
+                for n in 0..=CELL_MAX_OFFSET {
+                    let at = cohort + n;
+                    if at < today
+                        && has(SET_ACTIVE, at)
+                        && !existing.contains(&(kind.to_owned(), i64::from(cohort), i64::from(n)))
+                    {
+                        missing.push((kind, cohort, n));
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let lo = missing.iter().map(|m| m.1).min().unwrap_or(first);
+        let hi = missing.iter().map(|m| m.1 + m.2).max().unwrap_or(today - 1);
+        let active = self.sets(app_id, SET_ACTIVE, "", Some(""), lo, hi).await?;
+        let new = if missing.iter().any(|m| m.0 == SET_NEW) {
+            self.sets(app_id, SET_NEW, "", Some(""), lo, hi).await?
+        } else {
+            BTreeMap::new()
+        };
+        let empty = RoaringBitmap::new();
+        let get = |sets: &BTreeMap<(Day, String), RoaringBitmap>, d: Day| {
+            sets.get(&(d, String::new()))
+                .cloned()
+                .unwrap_or_else(|| empty.clone())
+        };
+        let mut cells = Vec::with_capacity(missing.len());
+        for (kind, cohort, n) in missing {
+            let members = if kind == SET_NEW {
+                get(&new, cohort)
+            } else {
+                get(&active, cohort)
+            };
+            let count = members.intersection_len(&get(&active, cohort + n));
+            cells.push((kind, cohort, n, count));
+        }
+        let check_sql = match self.backend {
+            Backend::Sqlite(_) => VERSIONS,
+            Backend::Postgres(_) => VERSIONS_PG,
+        };
+        let mut written = 0_u64;
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await.map_err(backend_error)?;
+            let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(check_sql)
+                .bind(app_id)
+                .bind(i64::from(first))
+                .bind(i64::from(today - 1))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            let now = read_versions(rows);
+            let unchanged = |kind: &str, d: Day| {
+                let key = (kind.to_owned(), i64::from(d));
+                versions.get(&key) == now.get(&key)
+            };
+            for (kind, cohort, n, count) in cells {
+                if !unchanged(kind, cohort) || !unchanged(SET_ACTIVE, cohort + n) {
+                    continue;
+                }
+                sqlx::query(INSERT)
+                    .bind(app_id)
+                    .bind(kind)
+                    .bind(i64::from(cohort))
+                    .bind(i64::from(n))
+                    .bind(i64::from(cohort + n))
+                    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+                written += 1;
+            }
+            tx.commit().await.map_err(backend_error)?;
+        });
+        Ok(written)
     }
 }

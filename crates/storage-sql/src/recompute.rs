@@ -304,6 +304,12 @@ impl SqlStore {
                         .await
                         .map_err(backend_error)?;
                 }
+                // Materialised retention is rewritten by the next close-out.
+                sqlx::query("DELETE FROM retention_cells WHERE app_id = $1")
+                    .bind(app_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
                 sqlx::query(DEVICES)
                     .bind(app_id)
                     .bind(shadow)

@@ -554,6 +554,8 @@ async fn seed_rows(t: &common::TestStore, app_id: i64) {
         "INSERT INTO set_sizes (app_id, day, kind, dim, value, size) \
          VALUES ($1, 0, 'active', '', '', 1)",
         "INSERT INTO raw_events (app_id, day, events, payload) VALUES ($1, 0, 0, $2)",
+        "INSERT INTO retention_cells (app_id, kind, cohort_day, day_offset, at_day, count) \
+         VALUES ($1, 'new', 0, 1, 1, 0)",
     ];
     for sql in SQL {
         t.execute(sql, app_id, vec![0_u8]).await;

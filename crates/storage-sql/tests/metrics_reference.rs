@@ -985,10 +985,13 @@ async fn stores_from_before_the_metrics_migration_are_filled_in_on_open() {
 async fn snapshot(store: &SqlStore, clock: &AppClock, from: i32, to: i32) -> Value {
     let retention =
         RetentionQuery::parse(None, Some("unbounded"), None, Some("0,1,7")).expect("query");
+    let classic =
+        RetentionQuery::parse(Some("active"), None, None, Some("0,1,2,7,30")).expect("query");
     json!({
         "overview": metrics::overview(store, clock, from, to).await.expect("overview"),
         "active": metrics::active(store, clock, from, to, None).await.expect("active"),
         "retention": metrics::retention(store, clock, from, to, &retention).await.expect("retention"),
+        "classic": metrics::retention(store, clock, from, to, &classic).await.expect("classic"),
         "breakdown": metrics::breakdown(store, clock, from, to, "platform", BreakdownMetric::NewUsers)
             .await
             .expect("breakdown"),
@@ -1040,6 +1043,11 @@ async fn close_out_changes_no_answer_and_late_data_still_counts() {
             .await
             .expect("close-out");
         assert!(done.sets_compacted > 10 && done.rows_removed > done.sets_compacted);
+        assert!(
+            done.retention_cells > 100,
+            "cells: {}",
+            done.retention_cells
+        );
         assert_json_eq(
             &snapshot(store, &clock, from, to).await,
             &before,
@@ -1080,6 +1088,25 @@ async fn close_out_changes_no_answer_and_late_data_still_counts() {
             &reference.active_days(from, to),
             "active after close-out",
         );
+        // Late data invalidated the cells that read its days; a second close-out writes
+        // them again, and classic retention (now read from cells) is exact.
+        let again = store
+            .close_out(app.id, clock.today, None)
+            .await
+            .expect("again");
+        assert!(again.retention_cells > 0);
+        for kind in ["new", "active"] {
+            let query =
+                RetentionQuery::parse(Some(kind), None, None, Some("0,1,2,3,7,14,30")).expect("q");
+            let got = metrics::retention(store, &clock, from, to, &query)
+                .await
+                .expect("retention");
+            assert_json_eq(
+                &serde_json::to_value(&got).expect("json"),
+                &reference.retention(from, to, kind, "classic", "day", &[0, 1, 2, 3, 7, 14, 30]),
+                &format!("materialised {kind} retention on {}", store.backend_name()),
+            );
+        }
 
         // Raw-data retention: rows of days before the cut go, later ones stay.
         let cut = from + 10;

@@ -473,6 +473,12 @@ pub async fn retention(
         Period::Day => to,
         Period::Week => Calendar::Week.period(to).0,
     };
+    if query.mode == RetentionMode::Classic
+        && query.period == Period::Day
+        && let Some(answer) = retention_from_cells(src, clock, from, to, query).await?
+    {
+        return Ok(answer);
+    }
     let cohort_starts: Vec<Day> = (first..=last).step_by(len as usize).collect();
     let max_offset = i32::try_from(query.offsets.iter().copied().max().unwrap_or(0)).unwrap_or(0);
     let min_offset = i32::try_from(query.offsets.iter().copied().min().unwrap_or(0)).unwrap_or(0);
@@ -560,6 +566,82 @@ pub async fn retention(
         },
         cohorts,
     })
+}
+
+/// Classic daily retention from materialised cells and set sizes alone, when every
+/// cell it needs is materialised (or known to be 0); `None` otherwise.
+async fn retention_from_cells(
+    src: &dyn MetricsSource,
+    clock: &AppClock,
+    from: Day,
+    to: Day,
+    query: &RetentionQuery,
+) -> Result<Option<Retention>, QueryError> {
+    let app = clock.app_id;
+    let kind = match query.kind {
+        CohortKind::New => SET_NEW,
+        CohortKind::Active => SET_ACTIVE,
+    };
+    let max_offset = i32::try_from(query.offsets.iter().copied().max().unwrap_or(0)).unwrap_or(0);
+    let sizes: HashMap<Day, u64> = src
+        .set_sizes(app, kind, "", from, to)
+        .await?
+        .into_iter()
+        .map(|(d, _, n)| (d, n))
+        .collect();
+    let active: HashMap<Day, u64> = src
+        .set_sizes(
+            app,
+            SET_ACTIVE,
+            "",
+            from,
+            (to + max_offset).min(clock.today),
+        )
+        .await?
+        .into_iter()
+        .map(|(d, _, n)| (d, n))
+        .collect();
+    let cells = src.retention_cells(app, kind, from, to).await?;
+    let mut cohorts = Vec::new();
+    for day in from..=to {
+        let size = sizes.get(&day).copied().unwrap_or(0);
+        let mut retained = BTreeMap::new();
+        for &n in &query.offsets {
+            let at = day + i32::try_from(n).unwrap_or(0);
+            let cell = if at < clock.today {
+                let count = if size == 0 || active.get(&at).copied().unwrap_or(0) == 0 {
+                    0
+                } else {
+                    match cells.get(&(day, n)) {
+                        Some(count) => *count,
+                        None => return Ok(None),
+                    }
+                };
+                Some(Cell {
+                    count,
+                    ratio: ratio(count, size).unwrap_or(0.0),
+                })
+            } else {
+                None
+            };
+            retained.insert(n.to_string(), cell);
+        }
+        cohorts.push(Cohort {
+            date: date_of(day).to_string(),
+            size,
+            retained,
+        });
+    }
+    Ok(Some(Retention {
+        timezone: clock.timezone.clone(),
+        kind: match query.kind {
+            CohortKind::New => "new",
+            CohortKind::Active => "active",
+        },
+        mode: "classic",
+        period: "day",
+        cohorts,
+    }))
 }
 
 // ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ pub mod sessions;
 
 pub use compute::*;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use jiff::civil::Date;
@@ -133,6 +133,16 @@ pub trait MetricsSource: Send + Sync {
     ) -> Result<Vec<EventCounterRow>, StoreError>;
     /// The counted events of the days (the raw-event archive), in no particular order.
     async fn raw_events(&self, app_id: i64, from: Day, to: Day) -> Result<Vec<Event>, StoreError>;
+    /// Materialised classic daily retention counts of the cohorts of `kind` whose day is
+    /// in `from..=to`, by (cohort day, offset). Cells may be missing (not materialised
+    /// yet, or invalidated by late data); the rest are exact.
+    async fn retention_cells(
+        &self,
+        app_id: i64,
+        kind: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<HashMap<(Day, u32), u64>, StoreError>;
     /// The number of user ids whose earliest event is on a day before `before`.
     async fn registered_before(&self, app_id: i64, before: Day) -> Result<u64, StoreError>;
 }
