@@ -35,7 +35,12 @@ pub(crate) fn fold_set_rows(
 ) -> Result<RoaringBitmap, StoreError> {
     let mut members = RoaringBitmap::new();
     for (added, removed) in rows {
-        members |= decode(&added)?;
+        if members.is_empty() {
+            // The first (often the only) row: decode in place, no union.
+            members = decode(&added)?;
+        } else {
+            members |= decode(&added)?;
+        }
         if let Some(removed) = removed {
             members -= decode(&removed)?;
         }

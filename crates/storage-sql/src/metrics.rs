@@ -284,19 +284,18 @@ impl MetricsSource for SqlStore {
 
 impl SqlStore {
     /// Fills `set_sizes` from `day_sets` for a store aggregated before migration 0005
-    /// (a no-op when sizes exist or there are no sets). Runs once, at open.
+    /// (migration 0009 marks such a store). Runs once, at open.
     pub(crate) async fn backfill_set_sizes(&self) -> Result<(), StoreError> {
-        const HAS_SIZES: &str = "SELECT COUNT(*) FROM set_sizes";
-        const HAS_SETS: &str = "SELECT COUNT(*) FROM day_sets";
+        const PENDING: &str = "SELECT COUNT(*) FROM pending_upgrades WHERE name = 'fill_set_sizes'";
+        const DONE: &str = "DELETE FROM pending_upgrades WHERE name = 'fill_set_sizes'";
         const ROWS: &str = "SELECT app_id, day, kind, dim, value, added, removed FROM day_sets \
                             ORDER BY app_id, day, kind, dim, value, seq";
         const INSERT: &str = "INSERT INTO set_sizes (app_id, day, kind, dim, value, size) \
-                              VALUES ($1, $2, $3, $4, $5, $6)";
-        let (sizes,): (i64,) = on_backend!(self, pool => sqlx::query_as(HAS_SIZES)
+                              VALUES ($1, $2, $3, $4, $5, $6) \
+                              ON CONFLICT (app_id, kind, dim, day, value) DO NOTHING";
+        let (pending,): (i64,) = on_backend!(self, pool => sqlx::query_as(PENDING)
             .fetch_one(pool).await.map_err(backend_error)?);
-        let (sets,): (i64,) = on_backend!(self, pool => sqlx::query_as(HAS_SETS)
-            .fetch_one(pool).await.map_err(backend_error)?);
-        if sizes > 0 || sets == 0 {
+        if pending == 0 {
             return Ok(());
         }
         type Row = (i64, i64, String, String, String, Vec<u8>, Option<Vec<u8>>);
@@ -324,6 +323,7 @@ impl SqlStore {
                     .await
                     .map_err(backend_error)?;
             }
+            sqlx::query(DONE).execute(&mut *tx).await.map_err(backend_error)?;
             tx.commit().await.map_err(backend_error)?;
         });
         tracing::info!("set sizes filled in from the stored sets (migration 0005)");
@@ -333,49 +333,49 @@ impl SqlStore {
 
 impl SqlStore {
     /// Fills `day_counters.new_registered` from `app_users` for a store aggregated
-    /// before migration 0005 (a no-op when any count is set or there are no users).
+    /// before migration 0005 (migration 0009 marks such a store). Runs once, at open.
     pub(crate) async fn backfill_registered(&self) -> Result<(), StoreError> {
-        const SET: &str = "SELECT COUNT(*) FROM day_counters WHERE new_registered <> 0";
-        const USERS: &str = "SELECT COUNT(*) FROM app_users";
+        const PENDING: &str =
+            "SELECT COUNT(*) FROM pending_upgrades WHERE name = 'fill_registered'";
+        const DONE: &str = "DELETE FROM pending_upgrades WHERE name = 'fill_registered'";
         const APPS: &str = "SELECT id, timezone FROM apps";
         const FIRSTS: &str = "SELECT first_ts_ms FROM app_users WHERE app_id = $1";
         const UPSERT: &str = "INSERT INTO day_counters \
              (app_id, day, dim, value, launches, usage_secs, usage_reports, new_registered) \
              VALUES ($1, $2, '', '', 0, 0, 0, $3) ON CONFLICT (app_id, day, dim, value) \
              DO UPDATE SET new_registered = day_counters.new_registered + excluded.new_registered";
-        let (set,): (i64,) = on_backend!(self, pool => sqlx::query_as(SET)
+        let (pending,): (i64,) = on_backend!(self, pool => sqlx::query_as(PENDING)
             .fetch_one(pool).await.map_err(backend_error)?);
-        let (users,): (i64,) = on_backend!(self, pool => sqlx::query_as(USERS)
-            .fetch_one(pool).await.map_err(backend_error)?);
-        if set > 0 || users == 0 {
+        if pending == 0 {
             return Ok(());
         }
         let apps: Vec<(i64, String)> = on_backend!(self, pool => sqlx::query_as(APPS)
             .fetch_all(pool).await.map_err(backend_error)?);
+        let mut per_day: BTreeMap<(i64, Day), i64> = BTreeMap::new();
         for (app_id, zone) in apps {
             let tz = jiff::tz::TimeZone::get(&zone).unwrap_or(jiff::tz::TimeZone::UTC);
             let firsts: Vec<(i64,)> = on_backend!(self, pool => sqlx::query_as(FIRSTS)
                 .bind(app_id).fetch_all(pool).await.map_err(backend_error)?);
-            let mut per_day: BTreeMap<Day, i64> = BTreeMap::new();
             for (ts,) in firsts {
-                *per_day
-                    .entry(sundial_analytics::aggregate::day_and_hour(ts, &tz).0)
-                    .or_default() += 1;
+                let d = sundial_analytics::aggregate::day_and_hour(ts, &tz).0;
+                *per_day.entry((app_id, d)).or_default() += 1;
             }
-            on_backend!(self, pool => {
-                let mut tx = pool.begin().await.map_err(backend_error)?;
-                for (d, n) in &per_day {
-                    sqlx::query(UPSERT)
-                        .bind(app_id)
-                        .bind(i64::from(*d))
-                        .bind(*n)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend_error)?;
-                }
-                tx.commit().await.map_err(backend_error)?;
-            });
         }
+        // All apps and the marker in one transaction: a crash redoes the whole fill.
+        on_backend!(self, pool => {
+            let mut tx = pool.begin().await.map_err(backend_error)?;
+            for ((app_id, d), n) in &per_day {
+                sqlx::query(UPSERT)
+                    .bind(app_id)
+                    .bind(i64::from(*d))
+                    .bind(*n)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend_error)?;
+            }
+            sqlx::query(DONE).execute(&mut *tx).await.map_err(backend_error)?;
+            tx.commit().await.map_err(backend_error)?;
+        });
         tracing::info!("registered users per day filled in from app_users (migration 0005)");
         Ok(())
     }

@@ -958,7 +958,8 @@ async fn stores_from_before_the_metrics_migration_are_filled_in_on_open() {
     assert!(before.days.iter().any(|d| d.registered_users > 0));
     store.close().await;
 
-    // What an older build left: no sizes, no registered counts.
+    // What an older build left: no sizes, no registered counts (and the markers that
+    // migration 0009 sets for such a store).
     let url = format!("sqlite://{}", dir.path().join("sundial.db").display());
     {
         use sqlx::Connection as _;
@@ -973,6 +974,12 @@ async fn stores_from_before_the_metrics_migration_are_filled_in_on_open() {
             .execute(&mut conn)
             .await
             .expect("reset registered");
+        sqlx::query(
+            "INSERT INTO pending_upgrades (name) VALUES ('fill_set_sizes'), ('fill_registered')",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("mark as migration 0009 does");
         conn.close().await.expect("close");
     }
     let emptied = SqlStore::connect(&url).await.expect("reopen");

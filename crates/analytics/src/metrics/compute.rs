@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps as _, RoaringBitmap};
 use serde::Serialize;
 
 use super::sessions::{self, LAUNCH_BUCKETS, SESSION_BUCKETS};
@@ -264,15 +264,14 @@ pub async fn active(
     let mut days = Vec::new();
     for day in from..=to {
         let dau = set_of(&sets, day, &empty).len();
-        let mut week = RoaringBitmap::new();
-        for d in day - 6..=day {
-            week |= set_of(&sets, d, &empty);
-        }
-        let mut month = week.clone();
-        for d in day - 29..day - 6 {
-            month |= set_of(&sets, d, &empty);
-        }
-        let (wau, mau) = (week.len(), month.len());
+        let wau = (day - 6..=day)
+            .map(|d| set_of(&sets, d, &empty))
+            .union()
+            .len();
+        let mau = (day - 29..=day)
+            .map(|d| set_of(&sets, d, &empty))
+            .union()
+            .len();
         days.push(ActiveDay {
             date: date_of(day).to_string(),
             dau,
@@ -1012,15 +1011,22 @@ pub async fn breakdown(
                 Sets::new()
             };
             let empty = RoaringBitmap::new();
-            let mut unions: BTreeMap<String, RoaringBitmap> = BTreeMap::new();
-            for ((day, value), members) in &sets {
-                let (n, counted) = match metric {
-                    BreakdownMetric::NewUsers => {
-                        let fresh = members & set_of(&new, *day, &empty);
-                        (fresh.len(), fresh)
-                    }
-                    _ => (members.len(), members.clone()),
-                };
+            // Each value's day sets (new users: intersected with the day's new set),
+            // then one multi-way union per value for its distinct total.
+            let mut fresh: BTreeMap<(Day, String), RoaringBitmap> = BTreeMap::new();
+            if metric == BreakdownMetric::NewUsers {
+                for ((day, value), members) in &sets {
+                    fresh.insert((*day, value.clone()), members & set_of(&new, *day, &empty));
+                }
+            }
+            let counted = if metric == BreakdownMetric::NewUsers {
+                &fresh
+            } else {
+                &sets
+            };
+            let mut per_value: BTreeMap<&str, Vec<&RoaringBitmap>> = BTreeMap::new();
+            for ((day, value), members) in counted {
+                let n = members.len();
                 if n == 0 {
                     continue;
                 }
@@ -1028,11 +1034,11 @@ pub async fn breakdown(
                     .entry(value.clone())
                     .or_insert_with(|| (0, vec![0; width]));
                 entry.1[index(*day)] = n;
-                *unions.entry(value.clone()).or_default() |= counted;
+                per_value.entry(value).or_default().push(members);
             }
-            for (value, union) in unions {
-                if let Some(entry) = series.get_mut(&value) {
-                    entry.0 = union.len();
+            for (value, members) in per_value {
+                if let Some(entry) = series.get_mut(value) {
+                    entry.0 = members.into_iter().union().len();
                 }
             }
         }
