@@ -16,7 +16,8 @@ HALF_SECS=${HALF_SECS:-30}
 TARGET=${CARGO_TARGET_DIR:-target}
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 2; }
 
-cargo build --release --locked -p sundial -p sundial-server --examples >&2
+cargo build --release --locked -p sundial --bins >&2
+cargo build --release --locked -p sundial-server --examples >&2
 BIN=$TARGET/release/sundial
 HELLO=$TARGET/release/examples/hello
 LOADGEN=$TARGET/release/examples/loadgen
