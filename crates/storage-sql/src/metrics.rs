@@ -286,16 +286,13 @@ impl SqlStore {
     /// Fills `set_sizes` from `day_sets` for a store aggregated before migration 0005
     /// (migration 0009 marks such a store). Runs once, at open.
     pub(crate) async fn backfill_set_sizes(&self) -> Result<(), StoreError> {
-        const PENDING: &str = "SELECT COUNT(*) FROM pending_upgrades WHERE name = 'fill_set_sizes'";
         const DONE: &str = "DELETE FROM pending_upgrades WHERE name = 'fill_set_sizes'";
         const ROWS: &str = "SELECT app_id, day, kind, dim, value, added, removed FROM day_sets \
                             ORDER BY app_id, day, kind, dim, value, seq";
         const INSERT: &str = "INSERT INTO set_sizes (app_id, day, kind, dim, value, size) \
                               VALUES ($1, $2, $3, $4, $5, $6) \
                               ON CONFLICT (app_id, kind, dim, day, value) DO NOTHING";
-        let (pending,): (i64,) = on_backend!(self, pool => sqlx::query_as(PENDING)
-            .fetch_one(pool).await.map_err(backend_error)?);
-        if pending == 0 {
+        if !self.upgrade_pending("fill_set_sizes").await? {
             return Ok(());
         }
         type Row = (i64, i64, String, String, String, Vec<u8>, Option<Vec<u8>>);
@@ -332,11 +329,20 @@ impl SqlStore {
 }
 
 impl SqlStore {
+    /// Whether migration 0009 marked the data upgrade `name` as still to do.
+    async fn upgrade_pending(&self, name: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM pending_upgrades WHERE name = $1";
+        let (n,): (i64,) = on_backend!(self, pool => sqlx::query_as(SQL)
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .map_err(backend_error)?);
+        Ok(n > 0)
+    }
+
     /// Fills `day_counters.new_registered` from `app_users` for a store aggregated
     /// before migration 0005 (migration 0009 marks such a store). Runs once, at open.
     pub(crate) async fn backfill_registered(&self) -> Result<(), StoreError> {
-        const PENDING: &str =
-            "SELECT COUNT(*) FROM pending_upgrades WHERE name = 'fill_registered'";
         const DONE: &str = "DELETE FROM pending_upgrades WHERE name = 'fill_registered'";
         const APPS: &str = "SELECT id, timezone FROM apps";
         const FIRSTS: &str = "SELECT first_ts_ms FROM app_users WHERE app_id = $1";
@@ -344,9 +350,7 @@ impl SqlStore {
              (app_id, day, dim, value, launches, usage_secs, usage_reports, new_registered) \
              VALUES ($1, $2, '', '', 0, 0, 0, $3) ON CONFLICT (app_id, day, dim, value) \
              DO UPDATE SET new_registered = day_counters.new_registered + excluded.new_registered";
-        let (pending,): (i64,) = on_backend!(self, pool => sqlx::query_as(PENDING)
-            .fetch_one(pool).await.map_err(backend_error)?);
-        if pending == 0 {
+        if !self.upgrade_pending("fill_registered").await? {
             return Ok(());
         }
         let apps: Vec<(i64, String)> = on_backend!(self, pool => sqlx::query_as(APPS)
@@ -558,19 +562,21 @@ impl SqlStore {
             BTreeMap::new()
         };
         let empty = RoaringBitmap::new();
-        let get = |sets: &BTreeMap<(Day, String), RoaringBitmap>, d: Day| {
-            sets.get(&(d, String::new()))
-                .cloned()
-                .unwrap_or_else(|| empty.clone())
-        };
+        fn total<'a>(
+            sets: &'a BTreeMap<(Day, String), RoaringBitmap>,
+            d: Day,
+            empty: &'a RoaringBitmap,
+        ) -> &'a RoaringBitmap {
+            sets.get(&(d, String::new())).unwrap_or(empty)
+        }
         let mut cells = Vec::with_capacity(missing.len());
         for (kind, cohort, n) in missing {
             let members = if kind == SET_NEW {
-                get(&new, cohort)
+                total(&new, cohort, &empty)
             } else {
-                get(&active, cohort)
+                total(&active, cohort, &empty)
             };
-            let count = members.intersection_len(&get(&active, cohort + n));
+            let count = members.intersection_len(total(&active, cohort + n, &empty));
             cells.push((kind, cohort, n, count));
         }
         let check_sql = match self.backend {

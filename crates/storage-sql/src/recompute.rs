@@ -133,7 +133,7 @@ impl SqlStore {
             report.retained = Some((first, last));
         }
         let start_ms = match range {
-            Some((from, _)) => day_start_ms(from, &tz),
+            Some((from, _)) => sundial_analytics::metrics::day_start_ms(from, &tz),
             None => i64::MIN,
         };
         let shadow = self
@@ -337,17 +337,6 @@ impl SqlStore {
         });
         outcome
     }
-}
-
-/// The first instant (epoch ms) of `day` in `tz`.
-fn day_start_ms(day: Day, tz: &jiff::tz::TimeZone) -> i64 {
-    sundial_analytics::metrics::AppClock {
-        app_id: 0,
-        timezone: String::new(),
-        tz: tz.clone(),
-        today: 0,
-    }
-    .day_start_ms(day)
 }
 
 #[cfg(test)]

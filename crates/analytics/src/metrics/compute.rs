@@ -301,6 +301,17 @@ pub enum CohortKind {
     Active,
 }
 
+impl CohortKind {
+    /// The kind of day set whose members make the cohort (also its name in answers:
+    /// `new`, `active`).
+    pub fn set_kind(self) -> &'static str {
+        match self {
+            CohortKind::New => SET_NEW,
+            CohortKind::Active => SET_ACTIVE,
+        }
+    }
+}
+
 /// How a cohort member counts as retained after N periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetentionMode {
@@ -411,6 +422,25 @@ impl RetentionQuery {
     }
 }
 
+impl RetentionQuery {
+    /// The answer for `cohorts`, naming the query's parameters.
+    fn answer(&self, clock: &AppClock, cohorts: Vec<Cohort>) -> Retention {
+        Retention {
+            timezone: clock.timezone.clone(),
+            kind: self.kind.set_kind(),
+            mode: match self.mode {
+                RetentionMode::Classic => "classic",
+                RetentionMode::Unbounded => "unbounded",
+            },
+            period: match self.period {
+                Period::Day => "day",
+                Period::Week => "week",
+            },
+            cohorts,
+        }
+    }
+}
+
 /// `GET /api/v1/apps/{app}/retention`.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Retention {
@@ -487,10 +517,7 @@ pub async fn retention(
         RetentionMode::Classic => (last + (max_offset + 1) * len - 1).min(clock.today),
         RetentionMode::Unbounded => clock.today,
     };
-    let cohort_kind = match query.kind {
-        CohortKind::New => SET_NEW,
-        CohortKind::Active => SET_ACTIVE,
-    };
+    let cohort_kind = query.kind.set_kind();
     let cohort_sets = src
         .sets(app, cohort_kind, "", Some(""), first, last + len - 1)
         .await?;
@@ -549,22 +576,7 @@ pub async fn retention(
             retained,
         });
     }
-    Ok(Retention {
-        timezone: clock.timezone.clone(),
-        kind: match query.kind {
-            CohortKind::New => "new",
-            CohortKind::Active => "active",
-        },
-        mode: match query.mode {
-            RetentionMode::Classic => "classic",
-            RetentionMode::Unbounded => "unbounded",
-        },
-        period: match query.period {
-            Period::Day => "day",
-            Period::Week => "week",
-        },
-        cohorts,
-    })
+    Ok(query.answer(clock, cohorts))
 }
 
 /// Classic daily retention from materialised cells and set sizes alone, when every
@@ -577,10 +589,7 @@ async fn retention_from_cells(
     query: &RetentionQuery,
 ) -> Result<Option<Retention>, QueryError> {
     let app = clock.app_id;
-    let kind = match query.kind {
-        CohortKind::New => SET_NEW,
-        CohortKind::Active => SET_ACTIVE,
-    };
+    let kind = query.kind.set_kind();
     let max_offset = i32::try_from(query.offsets.iter().copied().max().unwrap_or(0)).unwrap_or(0);
     let sizes: HashMap<Day, u64> = src
         .set_sizes(app, kind, "", from, to)
@@ -631,16 +640,7 @@ async fn retention_from_cells(
             retained,
         });
     }
-    Ok(Some(Retention {
-        timezone: clock.timezone.clone(),
-        kind: match query.kind {
-            CohortKind::New => "new",
-            CohortKind::Active => "active",
-        },
-        mode: "classic",
-        period: "day",
-        cohorts,
-    }))
+    Ok(Some(query.answer(clock, cohorts)))
 }
 
 // ---------------------------------------------------------------------------------

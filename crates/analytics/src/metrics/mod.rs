@@ -176,12 +176,17 @@ impl AppClock {
 
     /// The first instant (epoch ms) of `day` in the app's zone.
     pub fn day_start_ms(&self, day: Day) -> i64 {
-        self.tz
-            .to_ambiguous_timestamp(date_of(day).at(0, 0, 0, 0))
-            .compatible()
-            .map(|t| t.as_millisecond())
-            .unwrap_or(i64::from(day) * 86_400_000)
+        day_start_ms(day, &self.tz)
     }
+}
+
+/// The first instant (epoch ms) of `day` in `tz` (the later instant when midnight falls
+/// in a DST gap).
+pub fn day_start_ms(day: Day, tz: &TimeZone) -> i64 {
+    tz.to_ambiguous_timestamp(date_of(day).at(0, 0, 0, 0))
+        .compatible()
+        .map(|t| t.as_millisecond())
+        .unwrap_or(i64::from(day) * 86_400_000)
 }
 
 /// The civil date of a day number.
