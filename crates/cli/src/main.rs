@@ -45,10 +45,14 @@ enum Command {
     Account(cmd::account::AccountArgs),
     /// Create and list analytics apps.
     App(cmd::app::AppArgs),
+    /// Cluster mode on etcd: members, leader, clock skew, fires in flight.
+    Cluster(cmd::cluster::ClusterArgs),
     /// Inspect the effective configuration.
     Config(cmd::config::ConfigArgs),
     /// Cron expressions: next fire times, validation, plain-language explanations.
     Cron(cmd::cron::CronArgs),
+    /// Store job definitions in the cluster (`job apply jobs.toml --cluster …`).
+    Job(cmd::cluster::JobArgs),
     /// Rebuild an app's aggregates from its raw events (e.g. after its time zone changed).
     Recompute(cmd::recompute::RecomputeArgs),
     /// Run the scheduler daemon: the jobs of a jobs.toml file and its REST API.
@@ -69,7 +73,7 @@ impl Command {
             Command::Recompute(args) => Some(&args.store),
             Command::Run(args) => Some(&args.store),
             Command::Serve(args) => Some(&args.store),
-            Command::Config(_) | Command::Cron(_) => None,
+            Command::Config(_) | Command::Cron(_) | Command::Cluster(_) | Command::Job(_) => None,
         }
     }
 }
@@ -117,7 +121,11 @@ fn main() -> ExitCode {
         Command::Cron(args) => cmd::cron::run(args),
         Command::Recompute(args) => cmd::recompute::run(args, &config),
         Command::Run(args) => cmd::run::run(args, &config),
-        Command::Serve(_) => cmd::serve::run(&config),
+        Command::Serve(args) => {
+            cmd::serve::run(&config, args.cluster.as_deref(), args.node_id.as_deref())
+        }
+        Command::Cluster(args) => cmd::cluster::run_cluster(args),
+        Command::Job(args) => cmd::cluster::run_job(args),
     };
     match result {
         Ok(code) => code,

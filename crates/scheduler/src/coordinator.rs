@@ -28,6 +28,19 @@ use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::job::{FencingToken, Fire, RunState};
+use crate::jobs_file::NodeLost;
+
+/// What the engine says about a claim besides the fire itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimOptions {
+    /// A coordinator that cannot reach its service keeps trying until this instant
+    /// (the fire's nominal instant plus the job's misfire grace), then gives up with
+    /// [`CoordinatorError::Unavailable`]: the fire is delayed by an outage, not
+    /// dropped, and once too late it is counted missed by the engine, once.
+    pub deadline: Timestamp,
+    /// What a cluster does with the fire if this node dies while running it.
+    pub on_node_lost: NodeLost,
+}
 
 /// Errors of a [`Coordinator`].
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +78,13 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     fn node_id(&self) -> &str;
 
     /// Claims `fire` for this node: `Some(token)` the first time it is claimed
-    /// anywhere, `None` if it was claimed before (by any node, released or not).
-    async fn claim(&self, fire: &Fire) -> Result<Option<FencingToken>, CoordinatorError>;
+    /// anywhere, `None` if it was claimed before (by any node, released or not) or
+    /// this node may not run it (see the implementation).
+    async fn claim(
+        &self,
+        fire: &Fire,
+        options: &ClaimOptions,
+    ) -> Result<Option<FencingToken>, CoordinatorError>;
 
     /// Releases a claim when its run has ended with `state`.
     async fn release(
@@ -130,7 +148,11 @@ impl Coordinator for LocalCoordinator {
         &self.node_id
     }
 
-    async fn claim(&self, fire: &Fire) -> Result<Option<FencingToken>, CoordinatorError> {
+    async fn claim(
+        &self,
+        fire: &Fire,
+        _options: &ClaimOptions,
+    ) -> Result<Option<FencingToken>, CoordinatorError> {
         let mut claims = self.lock();
         if claims.map.contains_key(fire) {
             return Ok(None);
@@ -189,6 +211,11 @@ mod tests {
     use super::*;
     use crate::job::JobId;
 
+    const OPTS: ClaimOptions = ClaimOptions {
+        deadline: Timestamp::MAX,
+        on_node_lost: NodeLost::Fail,
+    };
+
     fn fire(job: &str, sec: i64) -> Fire {
         Fire {
             job_id: JobId::new(job),
@@ -199,15 +226,23 @@ mod tests {
     #[tokio::test]
     async fn a_fire_is_claimed_once_with_increasing_tokens() {
         let c = LocalCoordinator::new("n1");
-        let a = c.claim(&fire("a", 0)).await.expect("ok").expect("claimed");
-        let b = c.claim(&fire("a", 60)).await.expect("ok").expect("claimed");
+        let a = c
+            .claim(&fire("a", 0), &OPTS)
+            .await
+            .expect("ok")
+            .expect("claimed");
+        let b = c
+            .claim(&fire("a", 60), &OPTS)
+            .await
+            .expect("ok")
+            .expect("claimed");
         assert!(b > a);
-        assert_eq!(c.claim(&fire("a", 0)).await.expect("ok"), None);
+        assert_eq!(c.claim(&fire("a", 0), &OPTS).await.expect("ok"), None);
         c.release(&fire("a", 0), a, RunState::Succeeded)
             .await
             .expect("held");
         assert_eq!(
-            c.claim(&fire("a", 0)).await.expect("ok"),
+            c.claim(&fire("a", 0), &OPTS).await.expect("ok"),
             None,
             "released claims are not claimable again"
         );
@@ -217,7 +252,7 @@ mod tests {
         ));
         let restarted = LocalCoordinator::new("n1");
         let c2 = restarted
-            .claim(&fire("b", 0))
+            .claim(&fire("b", 0), &OPTS)
             .await
             .expect("ok")
             .expect("claimed");
@@ -230,11 +265,14 @@ mod tests {
         let c = LocalCoordinator::new("n");
         for i in 0..5000 {
             let f = fire("j", i * 60);
-            let t = c.claim(&f).await.expect("ok").expect("claimed");
+            let t = c.claim(&f, &OPTS).await.expect("ok").expect("claimed");
             c.release(&f, t, RunState::Succeeded).await.expect("held");
         }
         // 5000 minutes: released claims an hour older than the newest are pruned.
         assert!(c.claims_held() <= 2048, "{}", c.claims_held());
-        assert_eq!(c.claim(&fire("j", 4999 * 60)).await.expect("ok"), None);
+        assert_eq!(
+            c.claim(&fire("j", 4999 * 60), &OPTS).await.expect("ok"),
+            None
+        );
     }
 }

@@ -286,8 +286,9 @@ impl sundial_scheduler::coordinator::Coordinator for LosingCoordinator {
     async fn claim(
         &self,
         fire: &sundial_scheduler::job::Fire,
+        options: &sundial_scheduler::coordinator::ClaimOptions,
     ) -> Result<Option<FencingToken>, sundial_scheduler::coordinator::CoordinatorError> {
-        self.inner.claim(fire).await
+        self.inner.claim(fire, options).await
     }
     async fn release(
         &self,

@@ -33,6 +33,14 @@
 //! backfill any job, but `PUT` and `DELETE` on a file-owned job answer 409: the file is
 //! their source of truth, an API change would be undone at the next reload.
 //!
+//! # Cluster mode
+//!
+//! With [`JobsState::with_cluster`], definitions live in the cluster (etcd): create,
+//! update, delete, pause and resume write there through [`ClusterDefinitions`], and
+//! every node — this one included — applies the change from the cluster's watch. The
+//! handlers answer once this node has applied it. `/healthz` and `/metrics` add the
+//! node's cluster view (session, claiming, clock skew, leadership).
+//!
 //! # Ground rules
 //!
 //! Mutations (create, update, delete, file reloads) are serialised by one async mutex,
@@ -71,6 +79,21 @@ const MAX_LIST: usize = 1000;
 /// Runs listed unless `?limit=` says otherwise.
 const DEFAULT_RUNS: usize = 20;
 
+/// Where job definitions live in cluster mode (see the module docs). Implemented by
+/// the binary over `sundial-cluster-etcd`.
+#[async_trait::async_trait]
+pub trait ClusterDefinitions: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores `spec` (new or replacing) for every node; returns once this node's
+    /// scheduler has applied it (or after a bounded wait).
+    async fn store(&self, spec: JobSpec) -> Result<(), String>;
+    /// Deletes the definition of `id` for every node; same wait.
+    async fn remove(&self, id: &JobId) -> Result<(), String>;
+    /// The node's cluster view for `/healthz` (JSON object).
+    fn health(&self) -> serde_json::Value;
+    /// Prometheus text lines for `/metrics`.
+    fn metrics(&self) -> String;
+}
+
 /// The jobs API's state: the scheduler and which jobs the jobs file owns. Cheap to
 /// clone.
 #[derive(Clone, Debug)]
@@ -85,6 +108,8 @@ struct Inner {
     file_ids: RwLock<BTreeSet<JobId>>,
     /// Serialises mutations (see the module docs).
     control: tokio::sync::Mutex<()>,
+    /// Cluster mode: where definitions live.
+    cluster: Option<Arc<dyn ClusterDefinitions>>,
 }
 
 impl JobsState {
@@ -97,8 +122,40 @@ impl JobsState {
                 scheduler,
                 file_ids: RwLock::new(file_ids.into_iter().collect()),
                 control: tokio::sync::Mutex::new(()),
+                cluster: None,
             }),
         }
+    }
+
+    /// State of a cluster node: definitions are written to `cluster`, and the jobs
+    /// file's ids (`file_ids`) are those the file applied to the cluster.
+    pub fn with_cluster(
+        scheduler: Scheduler,
+        file_ids: impl IntoIterator<Item = JobId>,
+        cluster: Arc<dyn ClusterDefinitions>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                scheduler,
+                file_ids: RwLock::new(file_ids.into_iter().collect()),
+                control: tokio::sync::Mutex::new(()),
+                cluster: Some(cluster),
+            }),
+        }
+    }
+
+    /// Records the ids the jobs file owns (cluster mode: after applying it to the
+    /// cluster).
+    pub fn set_file_ids(&self, ids: impl IntoIterator<Item = JobId>) {
+        *self
+            .inner
+            .file_ids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = ids.into_iter().collect();
+    }
+
+    fn cluster(&self) -> Option<&Arc<dyn ClusterDefinitions>> {
+        self.inner.cluster.as_ref()
     }
 
     /// The scheduler.
@@ -417,7 +474,20 @@ async fn create(State(state): State<JobsState>, body: Bytes) -> Result<Response,
     let id = spec.id.clone();
     {
         let _guard = state.inner.control.lock().await;
-        state.scheduler().add(spec).await.map_err(engine_error)?;
+        if let Some(cluster) = state.cluster() {
+            if state.scheduler().get(&id).is_ok() {
+                return Err(engine_error(EngineError::AlreadyExists(id)));
+            }
+            spec.validate().map_err(|source| {
+                engine_error(EngineError::Spec {
+                    id: id.clone(),
+                    source,
+                })
+            })?;
+            cluster.store(spec).await.map_err(cluster_error)?;
+        } else {
+            state.scheduler().add(spec).await.map_err(engine_error)?;
+        }
     }
     tracing::info!(job_id = %id, "job created through the API");
     let info = state.scheduler().get(&id).map_err(engine_error)?;
@@ -438,7 +508,17 @@ async fn update(
             return Err(file_owned(&id));
         }
         spec.paused = current.spec.paused;
-        state.scheduler().update(spec).await.map_err(engine_error)?;
+        if let Some(cluster) = state.cluster() {
+            spec.validate().map_err(|source| {
+                engine_error(EngineError::Spec {
+                    id: id.clone(),
+                    source,
+                })
+            })?;
+            cluster.store(spec).await.map_err(cluster_error)?;
+        } else {
+            state.scheduler().update(spec).await.map_err(engine_error)?;
+        }
     }
     tracing::info!(job_id = %id, "job updated through the API");
     let info = state.scheduler().get(&id).map_err(engine_error)?;
@@ -456,7 +536,11 @@ async fn delete(
         if state.is_file_owned(&id) {
             return Err(file_owned(&id));
         }
-        state.scheduler().remove(&id).await.map_err(engine_error)?;
+        if let Some(cluster) = state.cluster() {
+            cluster.remove(&id).await.map_err(cluster_error)?;
+        } else {
+            state.scheduler().remove(&id).await.map_err(engine_error)?;
+        }
     }
     tracing::info!(job_id = %id, "job deleted through the API");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -467,7 +551,7 @@ async fn pause(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     let id = valid_id(&id)?;
-    state.scheduler().pause(&id).await.map_err(engine_error)?;
+    set_paused(&state, &id, true).await?;
     let info = state.scheduler().get(&id).map_err(engine_error)?;
     Ok(Json(state.view(info, DEFAULT_NEXT)).into_response())
 }
@@ -477,9 +561,35 @@ async fn resume(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     let id = valid_id(&id)?;
-    state.scheduler().resume(&id).await.map_err(engine_error)?;
+    set_paused(&state, &id, false).await?;
     let info = state.scheduler().get(&id).map_err(engine_error)?;
     Ok(Json(state.view(info, DEFAULT_NEXT)).into_response())
+}
+
+/// Pauses or resumes a job: on this node, or for the whole cluster.
+async fn set_paused(state: &JobsState, id: &JobId, paused: bool) -> Result<(), ApiError> {
+    let Some(cluster) = state.cluster() else {
+        return if paused {
+            state.scheduler().pause(id).await.map_err(engine_error)
+        } else {
+            state.scheduler().resume(id).await.map_err(engine_error)
+        };
+    };
+    let _guard = state.inner.control.lock().await;
+    let mut spec = state.scheduler().get(id).map_err(engine_error)?.spec;
+    if spec.paused != paused {
+        spec.paused = paused;
+        cluster.store(spec).await.map_err(cluster_error)?;
+    }
+    Ok(())
+}
+
+fn cluster_error(message: String) -> ApiError {
+    tracing::warn!(error = message, "cluster write failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the cluster did not take the change: {message}"),
+    )
 }
 
 /// `POST …/trigger` body (optional).
@@ -590,8 +700,11 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+async fn healthz(State(state): State<JobsState>) -> Response {
+    match state.cluster() {
+        Some(cluster) => Json(json!({"status": "ok", "cluster": cluster.health()})).into_response(),
+        None => Json(json!({"status": "ok"})).into_response(),
+    }
 }
 
 async fn metrics(State(state): State<JobsState>) -> Response {
@@ -722,6 +835,9 @@ fn render_metrics(state: &JobsState) -> String {
         "Run durations, first attempt start to end.",
         &m.duration,
     );
+    if let Some(cluster) = state.cluster() {
+        out.push_str(&cluster.metrics());
+    }
     out
 }
 

@@ -92,10 +92,28 @@ pub async fn start_maintenance(
     store: Arc<dyn Store>,
     settings: MaintenanceSettings,
 ) -> Result<Scheduler, MaintenanceError> {
+    start_maintenance_with(
+        store,
+        settings,
+        "serve",
+        Arc::new(LocalCoordinator::new("serve")),
+    )
+    .await
+}
+
+/// [`start_maintenance`] on node `node_id` with `coordinator`: with a cluster's
+/// coordinator, each scheduled close-out runs on one node of the cluster (the pass at
+/// start-up runs on every node that starts; it is idempotent).
+pub async fn start_maintenance_with(
+    store: Arc<dyn Store>,
+    settings: MaintenanceSettings,
+    node_id: &str,
+    coordinator: Arc<dyn sundial_scheduler::coordinator::Coordinator>,
+) -> Result<Scheduler, MaintenanceError> {
     let scheduler = Scheduler::builder()
-        .node_id("serve")
+        .node_id(node_id)
         .store(Arc::new(MemoryJobStore::new()))
-        .coordinator(Arc::new(LocalCoordinator::new("serve")))
+        .coordinator(coordinator)
         .build();
     let retention = settings.raw_retention_days;
     scheduler.register_async(CLOSE_OUT_JOB, move |_ctx| {

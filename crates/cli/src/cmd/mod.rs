@@ -2,6 +2,7 @@
 
 pub(crate) mod account;
 pub(crate) mod app;
+pub(crate) mod cluster;
 pub(crate) mod config;
 pub(crate) mod cron;
 pub(crate) mod recompute;

@@ -38,7 +38,7 @@ use clap::Args;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sundial_scheduler::coordinator::LocalCoordinator;
-use sundial_scheduler::engine::{ReconcileReport, Scheduler};
+use sundial_scheduler::engine::{Clock, OffsetClock, ReconcileReport, Scheduler, SystemClock};
 use sundial_scheduler::job::{JobId, JobSpec, TriggerSpec};
 use sundial_scheduler::jobs_file::{self, JobDefinition};
 use sundial_scheduler::store::JobStore;
@@ -56,7 +56,7 @@ const OWNERSHIP_FILE: &str = "run-file-jobs.json";
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
     /// The jobs file to run (`[[job]]` tables; see docs/scheduler.md).
-    #[arg(long, value_name = "FILE", required_unless_present = "check")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["check", "cluster"])]
     jobs: Option<PathBuf>,
     /// Validate FILE and print each job's next fires instead of running (exit 2 when
     /// the file is bad).
@@ -79,8 +79,43 @@ pub(crate) struct RunArgs {
     /// cancelled (and, after as long again, killed), e.g. `30s`, `2m`.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_grace)]
     shutdown_grace: Duration,
+    /// Run as a node of an etcd cluster: job definitions live in etcd (the --jobs
+    /// file, if given, is applied there) and every fire runs on exactly one node:
+    /// etcd://HOST:PORT[,HOST:PORT…][/PREFIX] (needs a build with the `etcd` feature;
+    /// see docs/cluster.md).
+    #[arg(long, value_name = "URL", conflicts_with = "check")]
+    cluster: Option<String>,
+    /// Cluster: the session lease TTL; a node that cannot renew it in time stops.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_grace, requires = "cluster")]
+    session_ttl: Duration,
+    /// Cluster: how long a node that is not a job's preferred owner waits before it
+    /// takes a fire nobody claimed.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_grace, requires = "cluster")]
+    takeover_delay: Duration,
+    /// Cluster: a node whose clock is further than this from the members' median
+    /// stops claiming fires.
+    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_grace, requires = "cluster")]
+    max_clock_skew: Duration,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+}
+
+/// Test-only: shifts this process's scheduler clock by this many milliseconds (to
+/// test clock skew in a cluster on one machine). Not for production.
+const TEST_CLOCK_OFFSET_ENV: &str = "SUNDIAL_TEST_CLOCK_OFFSET_MS";
+
+/// The scheduler's wall clock: the system's, unless the test-only offset is set.
+fn scheduler_clock() -> anyhow::Result<Arc<dyn Clock>> {
+    match std::env::var(TEST_CLOCK_OFFSET_ENV) {
+        Ok(text) => {
+            let ms: i64 = text.trim().parse().with_context(|| {
+                format!("{TEST_CLOCK_OFFSET_ENV} must be whole milliseconds, not `{text}`")
+            })?;
+            tracing::warn!(offset_ms = ms, "test-only clock offset in effect");
+            Ok(Arc::new(OffsetClock::new(SignedDuration::from_millis(ms))))
+        }
+        Err(_) => Ok(Arc::new(SystemClock)),
+    }
 }
 
 fn parse_grace(text: &str) -> Result<Duration, String> {
@@ -95,20 +130,47 @@ pub(crate) fn run(args: RunArgs, config: &Config) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.check {
         return Ok(check(path, args.count, args.json));
     }
-    let Some(path) = args.jobs.clone() else {
-        anyhow::bail!("--jobs FILE is required");
-    };
-    let definitions = match jobs_file::load(&path, Timestamp::now()) {
-        Ok(defs) => defs,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
+    let definitions = match &args.jobs {
+        Some(path) => match jobs_file::load(path, Timestamp::now()) {
+            Ok(defs) => Some((path.clone(), defs)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
     };
     let listen: SocketAddr = args
         .listen
         .parse()
         .with_context(|| format!("invalid listen address {}", args.listen))?;
+    if let Some(url) = args.cluster.clone() {
+        #[cfg(not(feature = "etcd"))]
+        {
+            let _ = url;
+            return Ok(crate::cmd::cluster::unsupported());
+        }
+        #[cfg(feature = "etcd")]
+        {
+            let url = match crate::cmd::cluster::parse_url(&url) {
+                Ok(url) => url,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            return runtime()?.block_on(cluster_node::daemon(
+                args,
+                url,
+                definitions,
+                listen,
+                config,
+            ));
+        }
+    }
+    let Some((path, definitions)) = definitions else {
+        anyhow::bail!("--jobs FILE is required");
+    };
     runtime()?.block_on(daemon(args, path, definitions, listen, config))
 }
 
@@ -223,6 +285,7 @@ async fn daemon(
     let scheduler = Scheduler::builder()
         .node_id(args.node_id.clone())
         .store(job_store)
+        .clock(scheduler_clock()?)
         .coordinator(Arc::new(LocalCoordinator::new(&args.node_id)))
         .build();
     scheduler
@@ -242,6 +305,44 @@ async fn daemon(
         tracing::warn!(job_id = %job, handler, "stored job names a handler this daemon does not have");
     }
 
+    let on_hangup = {
+        let state = state.clone();
+        move || {
+            let (state, path, ownership) = (state.clone(), path.clone(), ownership.clone());
+            async move { reload(&state, &path, &ownership).await }
+        }
+    };
+    serve_api(
+        listen,
+        &args.node_id,
+        store.backend_name(),
+        state,
+        on_hangup,
+    )
+    .await?;
+    let report = scheduler.shutdown(args.shutdown_grace).await;
+    tracing::info!(
+        drained = report.drained,
+        cancelled = report.cancelled,
+        "scheduler stopped"
+    );
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the jobs API until SIGINT or SIGTERM, running `on_hangup` at each SIGHUP.
+async fn serve_api<F, Fut>(
+    listen: SocketAddr,
+    node_id: &str,
+    store: &str,
+    state: JobsState,
+    on_hangup: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     // Signal handlers first: SIGHUP's default action would end the process.
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -251,24 +352,17 @@ async fn daemon(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr().unwrap_or(listen);
-    tracing::info!(
-        address = %local,
-        node_id = %args.node_id,
-        jobs = %path.display(),
-        store = store.backend_name(),
-        "sundial run is listening"
-    );
+    tracing::info!(address = %local, node_id, store, "sundial run is listening");
     // A line on stdout for scripts and tests that start on port 0.
     println!("listening on http://{local}");
 
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signals = tokio::spawn({
         let shutdown = shutdown.clone();
-        let state = state.clone();
         async move {
             loop {
                 tokio::select! {
-                    _ = hangup.recv() => reload(&state, &path, &ownership).await,
+                    _ = hangup.recv() => on_hangup().await,
                     _ = terminate.recv() => break,
                     _ = interrupt.recv() => break,
                 }
@@ -284,15 +378,7 @@ async fn daemon(
         .context("HTTP server failed")?;
     shutdown.cancel();
     signals.abort();
-    let report = scheduler.shutdown(args.shutdown_grace).await;
-    tracing::info!(
-        drained = report.drained,
-        cancelled = report.cancelled,
-        "scheduler stopped"
-    );
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// SIGHUP: read the file again and apply it; a bad file changes nothing.
@@ -350,6 +436,138 @@ fn write_ownership(path: &Path, ids: &[JobId]) -> anyhow::Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// `sundial run --cluster`: a node of an etcd cluster.
+#[cfg(feature = "etcd")]
+mod cluster_node {
+    use super::*;
+    use sundial_cluster_etcd::{
+        Cluster, ClusterConfig, ClusterError, ClusterUrl, DefinitionSource, apply_definitions,
+    };
+
+    /// Applies the jobs file to the cluster's definitions; the ids it owns.
+    async fn apply_file(
+        cluster: &Cluster,
+        path: &Path,
+        definitions: &[JobDefinition],
+    ) -> Result<Vec<JobId>, ClusterError> {
+        let specs: Vec<JobSpec> = definitions.iter().map(JobSpec::from_definition).collect();
+        let ids = specs.iter().map(|s| s.id.clone()).collect();
+        let report = apply_definitions(
+            cluster.etcd(),
+            cluster.prefix(),
+            specs,
+            DefinitionSource::File,
+            true,
+            &cluster.health().node_id,
+        )
+        .await?;
+        tracing::info!(
+            jobs = %path.display(),
+            added = report.added.join(","),
+            updated = report.updated.join(","),
+            removed = report.removed.join(","),
+            unchanged = report.unchanged.len(),
+            "jobs file applied to the cluster"
+        );
+        Ok(ids)
+    }
+
+    pub(super) async fn daemon(
+        args: RunArgs,
+        url: ClusterUrl,
+        file: Option<(PathBuf, Vec<JobDefinition>)>,
+        listen: SocketAddr,
+        config: &Config,
+    ) -> anyhow::Result<ExitCode> {
+        let clock = scheduler_clock()?;
+        let mut settings = ClusterConfig::new(url, args.node_id.clone());
+        settings.session_ttl = args.session_ttl.max(Duration::from_secs(2));
+        settings.session_margin = (settings.session_ttl / 4).min(Duration::from_secs(2));
+        settings.takeover_delay = args.takeover_delay;
+        settings.max_clock_skew = args.max_clock_skew;
+        settings.clock = clock.clone();
+        let cluster = Cluster::join(settings)
+            .await
+            .context("cannot join the cluster")?;
+        let store = Arc::new(open_store(config).await?);
+        let job_store: Arc<dyn JobStore> = store.clone();
+        let scheduler = Scheduler::builder()
+            .node_id(args.node_id.clone())
+            .store(job_store)
+            .clock(clock)
+            .coordinator(cluster.coordinator())
+            .build();
+        cluster.attach(&scheduler);
+        scheduler
+            .start()
+            .await
+            .context("cannot start the scheduler on the store")?;
+        let mut file_ids = Vec::new();
+        if let Some((path, definitions)) = &file {
+            match apply_file(&cluster, path, definitions).await {
+                Ok(ids) => file_ids = ids,
+                Err(e @ ClusterError::Definition { .. }) => {
+                    eprintln!("error: {}: {e}", path.display());
+                    cluster.leave().await;
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e).context("cannot apply the jobs file to the cluster"),
+            }
+        }
+        cluster.sync_definitions(&scheduler);
+        if !cluster.definitions_ready(Duration::from_secs(15)).await {
+            tracing::warn!("job definitions not loaded from etcd yet; they follow when it answers");
+        }
+        let definitions = Arc::new(crate::cmd::cluster::EtcdDefinitions {
+            cluster: cluster.clone(),
+        });
+        let state = JobsState::with_cluster(scheduler.clone(), file_ids, definitions);
+        let on_hangup = {
+            let (cluster, state, file) = (cluster.clone(), state.clone(), file.clone());
+            move || {
+                let (cluster, state, file) = (cluster.clone(), state.clone(), file.clone());
+                async move {
+                    let Some((path, _)) = file else {
+                        tracing::info!("SIGHUP: no jobs file to reload");
+                        return;
+                    };
+                    let definitions = match jobs_file::load(&path, Timestamp::now()) {
+                        Ok(defs) => defs,
+                        Err(e) => {
+                            tracing::error!(error = %e, "jobs file not reloaded; the cluster keeps the previous jobs");
+                            return;
+                        }
+                    };
+                    match apply_file(&cluster, &path, &definitions).await {
+                        Ok(ids) => state.set_file_ids(ids),
+                        Err(e) => {
+                            tracing::error!(error = %e, "jobs file not applied to the cluster")
+                        }
+                    }
+                }
+            }
+        };
+        serve_api(
+            listen,
+            &args.node_id,
+            store.backend_name(),
+            state,
+            on_hangup,
+        )
+        .await?;
+        let report = scheduler.shutdown(args.shutdown_grace).await;
+        tracing::info!(
+            drained = report.drained,
+            cancelled = report.cancelled,
+            "scheduler stopped"
+        );
+        cluster.leave().await;
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 #[cfg(test)]

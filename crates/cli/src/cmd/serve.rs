@@ -43,12 +43,37 @@ pub(crate) struct ServeArgs {
     /// PEM private key of --tls-cert (overrides `serve.tls_key`).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Join an etcd cluster so that the scheduled analytics jobs (the close-out) run
+    /// on one node of the cluster per fire: etcd://HOST:PORT[,HOST:PORT…][/PREFIX]
+    /// (needs a build with the `etcd` feature).
+    #[arg(long, value_name = "URL")]
+    pub(crate) cluster: Option<String>,
+    /// This node's id in the cluster (default: the host name and listen address).
+    #[arg(long, value_name = "ID", requires = "cluster")]
+    pub(crate) node_id: Option<String>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }
 
 /// Runs `sundial serve` until SIGINT or SIGTERM.
-pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    config: &Config,
+    cluster: Option<&str>,
+    node_id: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    #[cfg(not(feature = "etcd"))]
+    if cluster.is_some() {
+        let _ = node_id;
+        return Ok(crate::cmd::cluster::unsupported());
+    }
+    #[cfg(feature = "etcd")]
+    let cluster = match cluster.map(crate::cmd::cluster::parse_url).transpose() {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let metrics = PrometheusBuilder::new()
         .set_buckets(&[
             0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -106,13 +131,53 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             }
             Role::Ingest => None,
         };
-        // The daily close-out runs where the aggregator does.
+        // The daily close-out runs where the aggregator does; in a cluster, each
+        // scheduled pass on one node.
+        #[cfg(feature = "etcd")]
+        let cluster = match (&cluster, serve.role) {
+            (Some(url), Role::All | Role::Aggregate) => {
+                let node = node_id.map_or_else(
+                    || format!("{}-{}", host_name(), serve.listen.replace([':', '.'], "-")),
+                    str::to_owned,
+                );
+                let joined = sundial_cluster_etcd::Cluster::join(
+                    sundial_cluster_etcd::ClusterConfig::new(url.clone(), node),
+                )
+                .await
+                .context("cannot join the cluster")?;
+                Some(joined)
+            }
+            _ => None,
+        };
         let maintenance = match serve.role {
-            Role::All | Role::Aggregate => Some(
-                sundial_server::start_maintenance(store.clone(), config.metrics.settings())
-                    .await
-                    .context("cannot start the close-out job")?,
-            ),
+            Role::All | Role::Aggregate => {
+                #[cfg(feature = "etcd")]
+                let started = match &cluster {
+                    Some(cluster) => {
+                        let health = cluster.health();
+                        let scheduler = sundial_server::start_maintenance_with(
+                            store.clone(),
+                            config.metrics.settings(),
+                            &health.node_id,
+                            cluster.coordinator(),
+                        )
+                        .await;
+                        if let Ok(scheduler) = &scheduler {
+                            cluster.attach(scheduler);
+                        }
+                        scheduler
+                    }
+                    None => {
+                        sundial_server::start_maintenance(store.clone(), config.metrics.settings())
+                            .await
+                    }
+                };
+                #[cfg(not(feature = "etcd"))]
+                let started =
+                    sundial_server::start_maintenance(store.clone(), config.metrics.settings())
+                        .await;
+                Some(started.context("cannot start the close-out job")?)
+            }
             Role::Ingest => None,
         };
         let ingest_bus = match serve.role {
@@ -192,6 +257,10 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
         if let Some(scheduler) = maintenance {
             scheduler.shutdown(sundial_server::MAINTENANCE_GRACE).await;
+        }
+        #[cfg(feature = "etcd")]
+        if let Some(cluster) = cluster {
+            cluster.leave().await;
         }
         store.close().await;
         tracing::info!("stopped");
@@ -274,4 +343,14 @@ async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The machine's host name (for default cluster node ids).
+#[cfg(feature = "etcd")]
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "serve".to_owned())
 }

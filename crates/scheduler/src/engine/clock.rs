@@ -31,6 +31,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system's wall clock shifted by a fixed offset: a node whose clock is wrong,
+/// for tests of clock skew (`sundial run` takes it from a test-only setting).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: jiff::SignedDuration,
+}
+
+impl OffsetClock {
+    /// The system clock plus `offset` (negative: behind).
+    pub fn new(offset: jiff::SignedDuration) -> Self {
+        Self { offset }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        let now = Timestamp::now();
+        now.checked_add(self.offset).unwrap_or(now)
+    }
+}
+
 /// Wall time that follows tokio's clock from a chosen starting instant: `start` at the
 /// moment of creation, then advancing exactly as `tokio::time::Instant` does (paused
 /// and advanced by tests, or real).

@@ -40,7 +40,7 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use clock::{Clock, SystemClock, TokioClock};
+pub use clock::{Clock, OffsetClock, SystemClock, TokioClock};
 pub use handler::{HandlerError, HandlerResult};
 pub use metrics::{DURATION_BUCKETS, HistogramSnapshot, LATENESS_BUCKETS, SchedulerMetrics};
 
@@ -890,6 +890,33 @@ impl Scheduler {
             slot.cancel.cancel();
         }
         Ok(slots.len())
+    }
+
+    /// Cancels every running run of every job at once and kills their command process
+    /// groups, without waiting; returns how many runs were stopped. For fail-stop: a
+    /// cluster node that lost its session must not keep running fires that other
+    /// nodes may now take (their completions would be fenced out anyway).
+    pub fn abort_runs(&self) -> usize {
+        let entries: Vec<Arc<JobEntry>> = self
+            .inner
+            .jobs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut stopped = 0;
+        for entry in &entries {
+            let st = entry.lock();
+            if let Some(active) = &st.active {
+                for slot in &active.running {
+                    slot.cancel.cancel();
+                    slot.kill.cancel();
+                    stopped += 1;
+                }
+            }
+        }
+        stopped
     }
 
     /// A snapshot of the metrics.

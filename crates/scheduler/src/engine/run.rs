@@ -27,6 +27,7 @@ use super::{
     BackfillReport, EngineError, Inner, JobEntry, JobInfo, JobState, SchedulerEvent, Slot,
     TriggerOutcome, action_kind, count_outcome,
 };
+use crate::coordinator::ClaimOptions;
 use crate::executor::{command, http};
 use crate::job::{ActionSpec, Fire, JobSpec, RunContext, RunId, RunRecord, RunState};
 use crate::policy::{OverlapDecision, OverlapPolicy, jitter};
@@ -608,7 +609,14 @@ async fn execute_fire(
     cancel: &CancellationToken,
     kill: &CancellationToken,
 ) -> Option<RunState> {
-    let token = match inner.coordinator.claim(fire).await {
+    let options = ClaimOptions {
+        deadline: fire
+            .nominal
+            .checked_add(spec.policies.misfire.grace)
+            .unwrap_or(Timestamp::MAX),
+        on_node_lost: spec.policies.on_node_lost,
+    };
+    let token = match inner.coordinator.claim(fire, &options).await {
         Ok(Some(token)) => token,
         Ok(None) => {
             inc(&inner.metrics.not_claimed);
@@ -616,8 +624,16 @@ async fn execute_fire(
             return None;
         }
         Err(e) => {
+            // The coordinator kept trying until the misfire grace ran out: the fire
+            // is missed (once: this is its only claim on this node).
             inc(&inner.metrics.not_claimed);
-            tracing::warn!(job_id = %fire.job_id, error = %e, "cannot claim the fire");
+            inc(&inner.metrics.missed);
+            tracing::warn!(job_id = %fire.job_id, nominal = %fire.nominal, error = %e, "cannot claim the fire; missed");
+            inner.emit(SchedulerEvent::Missed {
+                job_id: fire.job_id.clone(),
+                nominal: vec![fire.nominal],
+                count: 1,
+            });
             return None;
         }
     };
