@@ -102,7 +102,7 @@ pub(crate) struct RunArgs {
 
 /// Test-only: shifts this process's scheduler clock by this many milliseconds (to
 /// test clock skew in a cluster on one machine). Not for production.
-const TEST_CLOCK_OFFSET_ENV: &str = "SUNDIAL_TEST_CLOCK_OFFSET_MS";
+const TEST_CLOCK_OFFSET_ENV: &str = "SUNDIALTEST_CLOCK_OFFSET_MS";
 
 /// The scheduler's wall clock: the system's, unless the test-only offset is set.
 fn scheduler_clock() -> anyhow::Result<Arc<dyn Clock>> {

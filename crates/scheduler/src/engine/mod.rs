@@ -209,6 +209,11 @@ pub struct ShutdownReport {
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) run_id: RunId,
+    /// Set once the run's fire is claimed and recorded. Overlap policies count only
+    /// such runs: a fire still waiting for its claim (a cluster's takeover delay, an
+    /// etcd election) does not make the next fire of the job skip or queue, or a node
+    /// that waits would let a fire go by that no node tries.
+    pub(crate) claimed: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) cancel: CancellationToken,
     pub(crate) kill: CancellationToken,
     /// Cancelled when the run has ended.
@@ -220,6 +225,21 @@ pub(crate) struct Slot {
 pub(crate) struct Active {
     pub(crate) running: Vec<Slot>,
     pub(crate) buffered: VecDeque<Timestamp>,
+}
+
+impl Active {
+    /// (claimed runs, buffered fires), for overlap decisions.
+    pub(crate) fn overlap_counts(&self) -> (u32, u32) {
+        let claimed = self
+            .running
+            .iter()
+            .filter(|s| s.claimed.load(std::sync::atomic::Ordering::Acquire))
+            .count();
+        (
+            u32::try_from(claimed).unwrap_or(u32::MAX),
+            u32::try_from(self.buffered.len()).unwrap_or(u32::MAX),
+        )
+    }
 }
 
 #[derive(Debug)]

@@ -378,12 +378,7 @@ fn handle_due(
     }
     let limit = st.spec.policies.max_concurrency;
     for nominal in fires {
-        let (running, buffered) = st.active.as_ref().map_or((0, 0), |a| {
-            (
-                u32::try_from(a.running.len()).unwrap_or(u32::MAX),
-                u32::try_from(a.buffered.len()).unwrap_or(u32::MAX),
-            )
-        });
+        let (running, buffered) = st.active.as_ref().map_or((0, 0), |a| a.overlap_counts());
         if overlap.decide(running, buffered, limit) == OverlapDecision::Start {
             start_run(inner, entry, st, nominal, Vec::new());
         } else {
@@ -418,12 +413,7 @@ fn dispatch(
     nominal: Timestamp,
     overlap: OverlapPolicy,
 ) -> TriggerOutcome {
-    let (running, buffered) = st.active.as_ref().map_or((0, 0), |a| {
-        (
-            u32::try_from(a.running.len()).unwrap_or(u32::MAX),
-            u32::try_from(a.buffered.len()).unwrap_or(u32::MAX),
-        )
-    });
+    let (running, buffered) = st.active.as_ref().map_or((0, 0), |a| a.overlap_counts());
     let limit = st.spec.policies.max_concurrency;
     match overlap.decide(running, buffered, limit) {
         OverlapDecision::Start => start_run(inner, entry, st, nominal, Vec::new()),
@@ -472,8 +462,10 @@ fn start_run(
         return TriggerOutcome::Skipped;
     }
     let run_id = RunId::generate(inner.clock.now());
+    let claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let slot = Slot {
         run_id,
+        claimed: claimed.clone(),
         cancel: CancellationToken::new(),
         kill: CancellationToken::new(),
         done: CancellationToken::new(),
@@ -505,7 +497,7 @@ fn start_run(
             job_id: spec.id.clone(),
             nominal,
         };
-        let state = execute_fire(&inner2, &spec, &fire, run_id, &cancel, &kill).await;
+        let state = execute_fire(&inner2, &spec, &fire, run_id, &cancel, &kill, &claimed).await;
         done.cancel();
         finish_slot(&inner2, &entry2, run_id, state);
     });
@@ -608,6 +600,7 @@ async fn execute_fire(
     run_id: RunId,
     cancel: &CancellationToken,
     kill: &CancellationToken,
+    claimed: &std::sync::atomic::AtomicBool,
 ) -> Option<RunState> {
     let options = ClaimOptions {
         deadline: fire
@@ -662,7 +655,11 @@ async fn execute_fire(
         output: String::new(),
         error: None,
     };
-    match inner.store.insert_run(&rec).await {
+    let inserted = inner.store.insert_run(&rec).await;
+    if !matches!(inserted, Err(StoreError::DuplicateFire(_))) {
+        claimed.store(true, std::sync::atomic::Ordering::Release);
+    }
+    match inserted {
         Ok(()) => {}
         Err(StoreError::DuplicateFire(_)) => {
             inc(&inner.metrics.duplicates);
@@ -1124,6 +1121,7 @@ pub(super) async fn backfill(
                 run_id,
                 &cancel,
                 &CancellationToken::new(),
+                &std::sync::atomic::AtomicBool::new(false),
             )
             .await;
         }
