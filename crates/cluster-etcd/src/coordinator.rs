@@ -139,6 +139,8 @@ pub(crate) struct CoordinatorShared {
     pub(crate) lost: Mutex<Vec<LostClaim>>,
     /// Wakes housekeeping when a member leaves.
     pub(crate) member_left: Notify,
+    /// Wakes [`Cluster::lost_fires`](crate::Cluster::lost_fires) when fires were reaped.
+    pub(crate) fires_lost: Notify,
     pub(crate) counters: Counters,
 }
 
@@ -159,6 +161,7 @@ impl CoordinatorShared {
             scheduler: OnceLock::new(),
             lost: Mutex::new(Vec::new()),
             member_left: Notify::new(),
+            fires_lost: Notify::new(),
             counters: Counters::default(),
         }
     }

@@ -247,6 +247,7 @@ async fn reap_one(
                 node_id: node.to_owned(),
                 token: FencingToken(token.unsigned_abs()),
             });
+        shared.fires_lost.notify_one();
     }
     Ok(())
 }

@@ -258,6 +258,13 @@ impl Cluster {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Resolves when this node (as housekeeping leader) has reaped fires lost with
+    /// their node; then [`Scheduler::reap_lost_runs`] marks their runs in a shared
+    /// ledger.
+    pub async fn lost_fires(&self) {
+        self.shared.fires_lost.notified().await;
+    }
+
     /// The etcd connection.
     pub fn etcd(&self) -> &Etcd {
         &self.shared.etcd

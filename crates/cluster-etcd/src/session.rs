@@ -82,8 +82,50 @@ async fn open(shared: &CoordinatorShared, until: Instant) -> Result<SessionState
     })
 }
 
+/// The node record under this node's id, if any.
+async fn read_record(shared: &CoordinatorShared) -> Result<Option<NodeRecord>, CallError> {
+    let key = shared.keys.node(shared.node_id());
+    let resp = shared
+        .etcd
+        .call(
+            "read node",
+            Some(Instant::now() + Duration::from_secs(5)),
+            |mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            },
+        )
+        .await?;
+    Ok(resp
+        .kvs()
+        .first()
+        .and_then(|kv| serde_json::from_slice(kv.value()).ok()))
+}
+
+/// Refuses to join when another live process publishes under this node id: two
+/// processes with one id would take each other's in-flight fires for lost. A record
+/// left by a dead process (its clock stops advancing) is taken over.
+async fn check_unique(shared: &CoordinatorShared) -> Result<(), ClusterError> {
+    let Some(first) = read_record(shared).await? else {
+        return Ok(());
+    };
+    tokio::time::sleep(shared.config.clock_publish_interval * 2 + Duration::from_millis(200)).await;
+    match read_record(shared).await? {
+        Some(now) if now.lease == first.lease && now.wall_ms != first.wall_ms => {
+            Err(ClusterError::Etcd(format!(
+                "node id `{}` is in use by another live process (lease {:x}); give each \
+                 process its own --node-id",
+                shared.node_id(),
+                now.lease
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Opens the first session (at join).
 pub(crate) async fn open_first(shared: &Arc<CoordinatorShared>) -> Result<(), ClusterError> {
+    check_unique(shared).await?;
     let state = open(shared, Instant::now() + Duration::from_secs(15)).await?;
     shared.session.send_replace(state);
     Ok(())

@@ -501,3 +501,23 @@ async fn etcd_client(etcd: &EtcdCluster) -> etcd_client::Client {
         .await
         .expect("client")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_id_has_one_live_process() {
+    let etcd = EtcdCluster::start(1);
+    let first = Cluster::join(config(&etcd, "dup", "same"))
+        .await
+        .expect("join");
+    let err = Cluster::join(config(&etcd, "dup", "same"))
+        .await
+        .expect_err("a second live process with the id is refused")
+        .to_string();
+    assert!(err.contains("node id `same` is in use"), "{err}");
+    // Once the first is gone (its record no longer refreshed), the id can be used.
+    first.leave().await;
+    let again = Cluster::join(config(&etcd, "dup", "same"))
+        .await
+        .expect("rejoin");
+    assert!(again.health().session);
+    again.leave().await;
+}

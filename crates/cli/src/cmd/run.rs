@@ -517,6 +517,20 @@ mod cluster_node {
             }
         }
         cluster.sync_definitions(&scheduler);
+        // Fires this node reaps as housekeeping leader: their runs become `lost` in the
+        // ledger when it is shared (PostgreSQL); a per-node ledger marks its own at the
+        // dead node's next start.
+        let reaper = tokio::spawn({
+            let (cluster, scheduler) = (cluster.clone(), scheduler.clone());
+            async move {
+                loop {
+                    cluster.lost_fires().await;
+                    if let Err(e) = scheduler.reap_lost_runs().await {
+                        tracing::warn!(error = %e, "cannot mark lost runs in the ledger");
+                    }
+                }
+            }
+        });
         if !cluster.definitions_ready(Duration::from_secs(15)).await {
             tracing::warn!("job definitions not loaded from etcd yet; they follow when it answers");
         }
@@ -557,6 +571,7 @@ mod cluster_node {
             on_hangup,
         )
         .await?;
+        reaper.abort();
         let report = scheduler.shutdown(args.shutdown_grace).await;
         tracing::info!(
             drained = report.drained,
