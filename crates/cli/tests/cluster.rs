@@ -271,7 +271,22 @@ fn chaos() {
     let mut events = Vec::new();
     let mut node_kills = 0;
     let mut leader_kills = 0;
+    let halfway = Instant::now() + Duration::from_secs(secs / 2);
+    let mut delta_added: Option<Timestamp> = None;
     while Instant::now() < end {
+        if delta_added.is_none() && Instant::now() >= halfway {
+            // A definition change while runs go on: a fourth job, through `job apply`.
+            let more = jobs_file(dir.path(), &out, &["alpha", "beta", "gamma", "delta"], "");
+            let applied = sundial()
+                .args(["job", "apply", "--cluster", &url])
+                .arg(&more)
+                .output()
+                .expect("job apply");
+            if applied.status.success() {
+                delta_added = Some(Timestamp::now());
+                events.push(format!("{} job apply: delta added", Timestamp::now()));
+            }
+        }
         std::thread::sleep(Duration::from_millis(4000 + random_below(4000)));
         if random_below(3) == 0 {
             if let Some(leader) = etcd.leader() {
@@ -305,7 +320,17 @@ fn chaos() {
     // Skip the first 5 s (the nodes were starting) and the last 2 s.
     let from = started + jiff::SignedDuration::from_secs(5);
     let to = stopped - jiff::SignedDuration::from_secs(2);
-    let (expected, once, lost) = account(&runs, &states, &JOBS, from, to);
+    let (mut expected, mut once, mut lost) = account(&runs, &states, &JOBS, from, to);
+    let added = delta_added.expect("delta was applied");
+    let (e, o, l) = account(
+        &runs,
+        &states,
+        &["delta"],
+        added + jiff::SignedDuration::from_secs(3),
+        to,
+    );
+    assert!(e > 0 && o > 0, "delta ran after it was added");
+    (expected, once, lost) = (expected + e, once + o, lost + l);
     let mut late = lateness(&runs);
     late.sort_unstable();
     let max_late = late.last().copied().unwrap_or(0);
@@ -526,5 +551,35 @@ fn cli_tools() {
     assert_eq!(deleted.status, 204, "{}", deleted.body.clone());
     let listed: Value = serde_json::from_str(&node.get("/api/v1/jobs")).expect("jobs");
     assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(2), "{listed}");
+    // `sundial serve --cluster` joins too (its close-out claims through the cluster).
+    let data = dir.path().join("serve-data");
+    let data = data.to_str().expect("utf-8");
+    let serve = common::Server::start(
+        &[
+            "--data-dir",
+            data,
+            "--cluster",
+            &url,
+            "--node-id",
+            "analytics-1",
+        ],
+        dir.path(),
+    );
+    let status = sundial()
+        .args(["cluster", "status", "--json", "--cluster", &url])
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).expect("json");
+    let names: Vec<&str> = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"analytics-1") && names.contains(&"t1"),
+        "{status}"
+    );
+    serve.stop();
     node.stop();
 }

@@ -191,7 +191,9 @@ impl Cluster {
     }
 
     /// Keeps `scheduler`'s jobs equal to the definitions stored in etcd (list, watch,
-    /// re-list after compaction, periodic reconciliation). Call after [`Cluster::attach`].
+    /// re-list after compaction, periodic reconciliation): jobs that etcd does not hold
+    /// are removed from it, so give it a scheduler of its own. Call after
+    /// [`Cluster::attach`].
     pub fn sync_definitions(&self, scheduler: &Scheduler) {
         self.tasks.spawn(definitions::sync(
             self.shared.clone(),

@@ -52,27 +52,40 @@ pub(crate) fn median(values: &mut [i64]) -> Option<i64> {
     })
 }
 
+/// Whether the node `me` may claim: its clock is within `bound` of the members'
+/// median, or no member's is and `me` has the smallest id (with two nodes, or clocks
+/// all over the place, someone must keep running the fires, and every node agrees on
+/// who from the same samples). `offsets` are the other members' clocks minus `me`'s.
+pub(crate) fn may_claim(me: &str, offsets: &[(&str, i64)], bound: i64) -> (Option<i64>, bool) {
+    if offsets.is_empty() {
+        return (None, true);
+    }
+    let mut all: Vec<i64> = offsets.iter().map(|(_, o)| *o).collect();
+    all.push(0);
+    let median = median(&mut all).unwrap_or(0);
+    let skew = -median;
+    if skew.abs() <= bound {
+        return (Some(skew), true);
+    }
+    let anyone_within = offsets.iter().any(|(_, o)| (o - median).abs() <= bound);
+    let smallest = offsets.iter().all(|(id, _)| me < *id);
+    (Some(skew), !anyone_within && smallest)
+}
+
 fn recompute_skew(shared: &CoordinatorShared) {
     let members = shared
         .members
         .read()
         .unwrap_or_else(PoisonError::into_inner);
     let me = shared.node_id();
-    let mut offsets: Vec<i64> = members
+    let offsets: Vec<(&str, i64)> = members
         .iter()
         .filter(|(id, _)| id.as_str() != me)
-        .map(|(_, m)| m.offset_ms)
+        .map(|(id, m)| (id.as_str(), m.offset_ms))
         .collect();
-    let others = offsets.len();
-    offsets.push(0);
-    let skew = if others == 0 {
-        None
-    } else {
-        median(&mut offsets).map(|m| -m)
-    };
-    drop(members);
     let bound = i64::try_from(shared.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
-    let ok = skew.is_none_or(|s| s.abs() <= bound);
+    let (skew, ok) = may_claim(me, &offsets, bound);
+    drop(members);
     let was = shared.skew_ok.swap(ok, Ordering::Relaxed);
     if was != ok {
         if ok {
@@ -214,6 +227,29 @@ async fn watch(shared: &CoordinatorShared, prefix: &str, start: i64, stop: &Canc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_off_the_median_stops_and_someone_always_claims() {
+        // +700, -400, 0: only the fast node stops.
+        assert_eq!(
+            may_claim("fast", &[("slow", -1100), ("exact", -700)], 500),
+            (Some(700), false)
+        );
+        assert_eq!(
+            may_claim("slow", &[("fast", 1100), ("exact", 400)], 500),
+            (Some(-400), true)
+        );
+        assert_eq!(
+            may_claim("exact", &[("fast", 700), ("slow", -400)], 500),
+            (Some(0), true)
+        );
+        // Two nodes 1.2 s apart: nobody is within the bound of the median; the
+        // smallest id keeps claiming, and both agree.
+        assert_eq!(may_claim("a", &[("b", 1200)], 500), (Some(-600), true));
+        assert_eq!(may_claim("b", &[("a", -1200)], 500), (Some(600), false));
+        // Alone: always.
+        assert_eq!(may_claim("solo", &[], 500), (None, true));
+    }
 
     #[test]
     fn median_of_odd_and_even() {
