@@ -521,3 +521,38 @@ async fn a_node_id_has_one_live_process() {
     assert!(again.health().session);
     again.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_outage_delays_claims_until_their_grace_runs_out() {
+    let mut etcd = EtcdCluster::start(1);
+    let node = Cluster::join(config(&etcd, "outage", "n")).await.expect("join");
+    let c = node.coordinator();
+    etcd.kill(0);
+    // Past its deadline, a claim gives up: the engine counts the fire missed, once.
+    let short = ClaimOptions {
+        deadline: Timestamp::now() + SignedDuration::from_millis(1500),
+        on_node_lost: NodeLost::Fail,
+    };
+    let f = fire("o", Timestamp::now());
+    assert!(matches!(
+        c.claim(&f, &short).await,
+        Err(CoordinatorError::Unavailable(_))
+    ));
+    // Within its deadline, a claim waits for etcd to come back.
+    let g = fire("o", Timestamp::now() + SignedDuration::from_secs(1));
+    let waiting = tokio::spawn({
+        let c = c.clone();
+        async move {
+            let long = ClaimOptions {
+                deadline: Timestamp::now() + SignedDuration::from_secs(60),
+                on_node_lost: NodeLost::Fail,
+            };
+            c.claim(&g, &long).await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    etcd.restart(0);
+    let token = waiting.await.expect("task").expect("claimed after the outage");
+    assert!(token.is_some(), "the delayed fire was claimed");
+    node.leave().await;
+}
