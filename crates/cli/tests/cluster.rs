@@ -253,20 +253,50 @@ fn chaos_secs() -> u64 {
 
 #[test]
 fn chaos() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    run_chaos("chaos", &[], chaos_secs());
+}
+
+/// The chaos run with one node's clock 700 ms fast and another's 400 ms slow.
+#[test]
+fn chaos_with_skewed_clocks() {
+    run_chaos(
+        "chaosskew",
+        &[("n1", "700"), ("n2", "-400")],
+        chaos_secs() * 2 / 3,
+    );
+}
+
+/// Three nodes (clock offsets by node id), `secs` seconds of kills; asserts the
+/// exactly-once accounting and reports it.
+fn run_chaos(prefix: &str, offsets: &[(&str, &str)], secs: u64) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().to_owned();
+    // SUNDIALTEST_KEEP_DIR=1 keeps the node logs and the fires file for a post-mortem.
+    let _tmp = if std::env::var_os("SUNDIALTEST_KEEP_DIR").is_some() {
+        eprintln!("{prefix}: keeping {}", tmp.keep().display());
+        None
+    } else {
+        Some(tmp)
+    };
     let mut etcd = EtcdCluster::start(3);
-    let url = etcd.url("chaos");
-    let out = dir.path().join("fires.txt");
-    let jobs = jobs_file(dir.path(), &out, &JOBS, "");
+    let url = etcd.url(prefix);
+    let out = &root.join("fires.txt");
+    let jobs = jobs_file(&root, &out, &JOBS, "");
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
-        .map(|id| Node::new(dir.path(), id, &[]))
+        .map(|id| {
+            let env: Vec<(&str, &str)> = offsets
+                .iter()
+                .filter(|(n, _)| n == id)
+                .map(|(_, ms)| ("SUNDIALTEST_CLOCK_OFFSET_MS", *ms))
+                .collect();
+            Node::new(&root, id, &env)
+        })
         .collect();
     for node in &mut nodes {
         node.start(&url, Some(&jobs));
     }
     let started = Timestamp::now();
-    let secs = chaos_secs();
     let end = Instant::now() + Duration::from_secs(secs);
     let mut events = Vec::new();
     let mut node_kills = 0;
@@ -276,7 +306,7 @@ fn chaos() {
     while Instant::now() < end {
         if delta_added.is_none() && Instant::now() >= halfway {
             // A definition change while runs go on: a fourth job, through `job apply`.
-            let more = jobs_file(dir.path(), &out, &["alpha", "beta", "gamma", "delta"], "");
+            let more = jobs_file(&root, &out, &["alpha", "beta", "gamma", "delta"], "");
             let applied = sundial()
                 .args(["job", "apply", "--cluster", &url])
                 .arg(&more)
@@ -315,7 +345,7 @@ fn chaos() {
     }
     etcd.wait_healthy(Duration::from_secs(20));
     let runs = read_runs(&out);
-    let states = fire_states(&etcd, "chaos");
+    let states = fire_states(&etcd, prefix);
     eprintln!("chaos events:\n{}", events.join("\n"));
     // Skip the first 5 s (the nodes were starting) and the last 2 s.
     let from = started + jiff::SignedDuration::from_secs(5);
@@ -336,7 +366,7 @@ fn chaos() {
     let max_late = late.last().copied().unwrap_or(0);
     let p50 = late.get(late.len() / 2).copied().unwrap_or(0);
     eprintln!(
-        "chaos {secs}s: {node_kills} node kills, {leader_kills} etcd leader kills; \
+        "{prefix} {secs}s: {node_kills} node kills, {leader_kills} etcd leader kills; \
          {expected} expected fires: {once} ran exactly once, {lost} recorded lost, 0 duplicates; \
          lateness p50 {p50} ms, max {max_late} ms (failover)"
     );

@@ -137,6 +137,8 @@ pub(crate) struct CoordinatorShared {
     pub(crate) applied_revision: watch::Sender<i64>,
     pub(crate) scheduler: OnceLock<Scheduler>,
     pub(crate) lost: Mutex<Vec<LostClaim>>,
+    /// Claims this node holds (until their release), with what their keys say.
+    pub(crate) held: Mutex<HashMap<Fire, FireRecord>>,
     /// Wakes housekeeping when a member leaves.
     pub(crate) member_left: Notify,
     /// Wakes [`Cluster::lost_fires`](crate::Cluster::lost_fires) when fires were reaped.
@@ -160,6 +162,7 @@ impl CoordinatorShared {
             applied_revision: watch::channel(0).0,
             scheduler: OnceLock::new(),
             lost: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
             member_left: Notify::new(),
             fires_lost: Notify::new(),
             counters: Counters::default(),
@@ -324,7 +327,12 @@ impl EtcdCoordinator {
         Self { shared }
     }
 
-    fn claim_txn(&self, fire: &Fire, lease: i64, options: &ClaimOptions) -> Option<Txn> {
+    fn claim_txn(
+        &self,
+        fire: &Fire,
+        lease: i64,
+        options: &ClaimOptions,
+    ) -> Option<(Txn, FireRecord)> {
         let k = &self.shared.keys;
         let job = fire.job_id.as_str();
         let node = self.shared.node_id();
@@ -347,29 +355,37 @@ impl EtcdCoordinator {
             claims: 1,
         };
         let value = serde_json::to_vec(&record).unwrap_or_default();
-        Some(
-            Txn::new()
-                .when([
-                    Compare::create_revision(fire_key.clone(), CompareOp::Equal, 0),
-                    Compare::lease(k.node(node), CompareOp::Equal, lease),
-                    Compare::value(
-                        k.watermark(job),
-                        CompareOp::Less,
-                        keys::instant(fire.nominal),
-                    ),
-                    definition,
-                ])
-                .and_then([
-                    TxnOp::put(fire_key.clone(), value, None),
-                    TxnOp::put(k.inflight(node, job, fire.nominal), lease.to_string(), None),
-                ])
-                .or_else([
-                    TxnOp::get(fire_key, None),
-                    TxnOp::get(k.node(node), None),
-                    TxnOp::get(k.watermark(job), None),
-                    TxnOp::get(job_key, None),
-                ]),
-        )
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(fire_key.clone(), CompareOp::Equal, 0),
+                Compare::lease(k.node(node), CompareOp::Equal, lease),
+                Compare::value(
+                    k.watermark(job),
+                    CompareOp::Less,
+                    keys::instant(fire.nominal),
+                ),
+                definition,
+            ])
+            .and_then([
+                TxnOp::put(fire_key.clone(), value, None),
+                TxnOp::put(k.inflight(node, job, fire.nominal), lease.to_string(), None),
+            ])
+            .or_else([
+                TxnOp::get(fire_key, None),
+                TxnOp::get(k.node(node), None),
+                TxnOp::get(k.watermark(job), None),
+                TxnOp::get(job_key, None),
+            ]);
+        Some((txn, record))
+    }
+
+    /// Remembers a claim this node holds, for its release.
+    fn remember(&self, fire: &Fire, record: FireRecord) {
+        self.shared
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(fire.clone(), record);
     }
 
     fn refusal(&self, fire: &Fire, lease: i64, resp: &TxnResponse) -> Refusal {
@@ -435,15 +451,20 @@ impl EtcdCoordinator {
             })
             .await?;
         if resp.succeeded() {
+            self.remember(fire, record);
             return Ok(resp
                 .header()
                 .map(|h| FencingToken(h.revision().unsigned_abs())));
         }
         // A retried reclaim whose reply was lost: ours if it names this session.
-        Ok(kv_of(&resp, 0).and_then(|kv| {
+        let own = kv_of(&resp, 0).and_then(|kv| {
             let rec = FireRecord::decode(&kv)?;
             (rec.node == node && rec.lease == lease && rec.state == FireState::Claimed)
-                .then(|| FencingToken(kv.mod_revision().unsigned_abs()))
+                .then(|| (FencingToken(kv.mod_revision().unsigned_abs()), rec))
+        });
+        Ok(own.map(|(token, rec)| {
+            self.remember(fire, rec);
+            token
         }))
     }
 
@@ -493,12 +514,40 @@ impl EtcdCoordinator {
             && Some(record.lease) == lease
             && record.state == FireState::Claimed
         {
+            self.remember(fire, record);
             return Ok(Some(FencingToken(kv.mod_revision().unsigned_abs())));
         }
         match (record.state, lease) {
             (FireState::Retry, Some(lease)) => self.reclaim(fire, lease, kv, until).await,
             _ => Ok(None),
         }
+    }
+
+    /// A node whose clock is too far off does not claim — unless, after three
+    /// takeover delays, nobody has taken the fire. By then the fire is late, not
+    /// early, by the skewed clock too, and a late run beats none: this covers the
+    /// moments when the set of claiming members changes (a member left and the
+    /// median moved) and fires due just then would otherwise be refused by everyone.
+    /// True when this node should claim.
+    async fn last_resort(&self, fire: &Fire, until: Instant) -> Result<bool, CallError> {
+        let shared = &self.shared;
+        let give_up = Instant::now() + shared.config.takeover_delay * 3;
+        while Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if shared.claiming() {
+                return Ok(true);
+            }
+        }
+        if self.peek(fire, until).await?.is_some() {
+            tracing::debug!(job_id = %fire.job_id, nominal = %fire.nominal, "clock skew too large: not claiming");
+            return Ok(false);
+        }
+        tracing::warn!(
+            job_id = %fire.job_id,
+            nominal = %fire.nominal,
+            "clock skew too large, but nobody took the fire: claiming it late as a last resort"
+        );
+        Ok(true)
     }
 
     async fn claim_inner(
@@ -528,11 +577,10 @@ impl EtcdCoordinator {
                     "this node has no live session".to_owned(),
                 ));
             };
-            if !shared.claiming() {
-                tracing::info!(job_id = job, nominal = %fire.nominal, "clock skew too large: not claiming");
+            if !shared.claiming() && !self.last_resort(fire, until).await? {
                 return Ok(None);
             }
-            let Some(txn) = self.claim_txn(fire, lease, options) else {
+            let Some((txn, record)) = self.claim_txn(fire, lease, options) else {
                 return Ok(None);
             };
             let resp = shared
@@ -543,6 +591,7 @@ impl EtcdCoordinator {
                 })
                 .await?;
             if resp.succeeded() {
+                self.remember(fire, record);
                 return Ok(resp
                     .header()
                     .map(|h| FencingToken(h.revision().unsigned_abs())));
@@ -608,21 +657,49 @@ impl Coordinator for EtcdCoordinator {
         &self,
         fire: &Fire,
         token: FencingToken,
-        _state: RunState,
+        state: RunState,
     ) -> Result<(), CoordinatorError> {
         let k = &self.shared.keys;
         let job = fire.job_id.as_str();
         let fire_key = k.fire(job, fire.nominal);
+        let held = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(fire);
+        // A run cancelled because its session was lost (fail-stop) did not happen:
+        // record the fire lost (or offer it again) now, as housekeeping would.
+        let lost = held
+            .filter(|r| state == RunState::Cancelled && Some(r.lease) != self.shared.live_lease());
+        let mut ops = vec![TxnOp::delete(
+            k.inflight(self.shared.node_id(), job, fire.nominal),
+            None,
+        )];
+        if let Some(record) = &lost {
+            let mut record = record.clone();
+            let retry = record.on_node_lost == NodeLost::Retry;
+            record.state = if retry {
+                FireState::Retry
+            } else {
+                FireState::Lost
+            };
+            ops.push(TxnOp::put(
+                fire_key.clone(),
+                serde_json::to_vec(&record).unwrap_or_default(),
+                None,
+            ));
+            if retry {
+                ops.push(TxnOp::put(k.retry(job, fire.nominal), "", None));
+            }
+        }
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 fire_key,
                 CompareOp::Equal,
                 i64::try_from(token.0).unwrap_or(i64::MAX),
             )])
-            .and_then([TxnOp::delete(
-                k.inflight(self.shared.node_id(), job, fire.nominal),
-                None,
-            )]);
+            .and_then(ops);
         let until = Instant::now() + Duration::from_secs(60);
         let resp = self
             .shared
@@ -634,6 +711,13 @@ impl Coordinator for EtcdCoordinator {
             .await
             .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?;
         if resp.succeeded() {
+            if lost.is_some() {
+                self.shared
+                    .counters
+                    .fires_reaped
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(job_id = job, nominal = %fire.nominal, "fire lost: its run was aborted when this node's session was lost");
+            }
             Ok(())
         } else {
             self.shared
