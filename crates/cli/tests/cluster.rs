@@ -69,7 +69,7 @@ impl Node {
         let mut cmd = sundial();
         cmd.args(["--log-level", "info", "run", "--listen", "127.0.0.1:0"])
             .args(["--cluster", url, "--node-id", &self.id])
-            .args(["--session-ttl", "4s", "--takeover-delay", "1s"])
+            .args(["--session-ttl", "6s", "--takeover-delay", "1s"])
             .arg("--data-dir")
             .arg(&self.data)
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -281,7 +281,7 @@ fn run_chaos(prefix: &str, offsets: &[(&str, &str)], secs: u64) {
     let mut etcd = EtcdCluster::start(3);
     let url = etcd.url(prefix);
     let out = &root.join("fires.txt");
-    let jobs = jobs_file(&root, &out, &JOBS, "");
+    let jobs = jobs_file(&root, out, &JOBS, "");
     let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
         .map(|id| {
@@ -306,7 +306,7 @@ fn run_chaos(prefix: &str, offsets: &[(&str, &str)], secs: u64) {
     while Instant::now() < end {
         if delta_added.is_none() && Instant::now() >= halfway {
             // A definition change while runs go on: a fourth job, through `job apply`.
-            let more = jobs_file(&root, &out, &["alpha", "beta", "gamma", "delta"], "");
+            let more = jobs_file(&root, out, &["alpha", "beta", "gamma", "delta"], "");
             let applied = sundial()
                 .args(["job", "apply", "--cluster", &url])
                 .arg(&more)
@@ -338,13 +338,13 @@ fn run_chaos(prefix: &str, offsets: &[(&str, &str)], secs: u64) {
         }
     }
     let stopped = Timestamp::now();
-    // Let the last fires finish and lost claims be reaped (TTL 4 s + housekeeping).
-    std::thread::sleep(Duration::from_secs(8));
+    // Let the last fires finish and lost claims be reaped (TTL 6 s + housekeeping).
+    std::thread::sleep(Duration::from_secs(10));
     for node in &mut nodes {
         node.stop();
     }
     etcd.wait_healthy(Duration::from_secs(20));
-    let runs = read_runs(&out);
+    let runs = read_runs(out);
     let states = fire_states(&etcd, prefix);
     eprintln!("chaos events:\n{}", events.join("\n"));
     // Skip the first 5 s (the nodes were starting) and the last 2 s.
@@ -449,7 +449,7 @@ fn paused_node_is_fenced_out() {
     for node in &mut nodes {
         node.start(&url, Some(&jobs));
     }
-    // Wait until p1 runs a fire, then stop it past its lease (4 s TTL).
+    // Wait until p1 runs a fire, then stop it past its lease (6 s TTL).
     let status = || -> Value {
         let output = sundial()
             .args(["cluster", "status", "--json", "--cluster", &url])
@@ -471,7 +471,7 @@ fn paused_node_is_fenced_out() {
     }
     let pid = nodes[0].pid().expect("running");
     kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
-    std::thread::sleep(Duration::from_secs(9));
+    std::thread::sleep(Duration::from_secs(10));
     kill(pid, Signal::SIGCONT).expect("SIGCONT");
     std::thread::sleep(Duration::from_secs(8));
     let metrics = nodes[0].get("/metrics");

@@ -252,9 +252,13 @@ async fn keep(shared: &CoordinatorShared, lease: i64, mut until: Instant) -> Str
                     }
                     Ok(Ok(Some(_))) => return "lease expired".to_owned(),
                     Ok(Ok(None) | Err(_)) | Err(_) => {
-                        // The stream broke or did not answer: re-open it next time.
+                        // The stream broke or did not answer (its member may be gone):
+                        // rebuild the connection from the members that answer now and
+                        // re-open the stream at once.
                         stream = None;
-                        next_renewal = Instant::now() + Duration::from_millis(200);
+                        let (generation, _) = shared.etcd.client();
+                        shared.etcd.rebuild(generation).await;
+                        next_renewal = Instant::now();
                     }
                 }
             }

@@ -915,7 +915,9 @@ impl Scheduler {
     /// Cancels every running run of every job at once and kills their command process
     /// groups, without waiting; returns how many runs were stopped. For fail-stop: a
     /// cluster node that lost its session must not keep running fires that other
-    /// nodes may now take (their completions would be fenced out anyway).
+    /// nodes may now take (their completions would be fenced out anyway). Runs still
+    /// waiting for their claim are left alone: they claim under the next session, or
+    /// not at all.
     pub fn abort_runs(&self) -> usize {
         let entries: Vec<Arc<JobEntry>> = self
             .inner
@@ -930,9 +932,11 @@ impl Scheduler {
             let st = entry.lock();
             if let Some(active) = &st.active {
                 for slot in &active.running {
-                    slot.cancel.cancel();
-                    slot.kill.cancel();
-                    stopped += 1;
+                    if slot.claimed.load(std::sync::atomic::Ordering::Acquire) {
+                        slot.cancel.cancel();
+                        slot.kill.cancel();
+                        stopped += 1;
+                    }
                 }
             }
         }
