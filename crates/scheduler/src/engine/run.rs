@@ -782,9 +782,7 @@ async fn execute_fire(
     let finished = inner.clock.now();
     rec.finished_at = Some(finished);
     write_run(inner, &rec).await;
-    if let Err(e) = inner.coordinator.release(fire, token, rec.state).await {
-        tracing::warn!(job_id = %fire.job_id, error = %e, "cannot release the claim");
-    }
+    release_later(inner, fire, token, rec.state);
     inner
         .metrics
         .duration
@@ -800,6 +798,25 @@ async fn execute_fire(
         });
     }
     Some(state)
+}
+
+/// Releases a claim in a tracked task of its own: the run's slot is free as soon as
+/// the run is recorded, so a slow release (a cluster's coordinator waiting out an etcd
+/// election) never makes the job's next fires meet a busy overlap policy. Shutdown
+/// waits for it like for any other task.
+fn release_later(
+    inner: &Arc<Inner>,
+    fire: &Fire,
+    token: crate::job::FencingToken,
+    state: RunState,
+) {
+    let coordinator = inner.coordinator.clone();
+    let fire = fire.clone();
+    inner.tracker.spawn(async move {
+        if let Err(e) = coordinator.release(&fire, token, state).await {
+            tracing::warn!(job_id = %fire.job_id, error = %e, "cannot release the claim");
+        }
+    });
 }
 
 async fn write_run(inner: &Inner, rec: &RunRecord) {
