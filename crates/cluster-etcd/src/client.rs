@@ -199,6 +199,20 @@ impl Etcd {
         }
     }
 
+    /// [`Etcd::call`] for one transaction (all of ours are guarded, so safe to repeat).
+    pub(crate) async fn txn(
+        &self,
+        what: &str,
+        until: Option<Instant>,
+        txn: etcd_client::Txn,
+    ) -> Result<etcd_client::TxnResponse, CallError> {
+        self.call(what, until, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
     /// Rebuilds the connection from the endpoints that answer now (unless someone
     /// already rebuilt it since `seen`).
     pub(crate) async fn rebuild(&self, seen: u64) {

@@ -442,14 +442,7 @@ impl EtcdCoordinator {
                 TxnOp::delete(k.retry(job, fire.nominal), None),
             ])
             .or_else([TxnOp::get(fire_key, None)]);
-        let resp = self
-            .shared
-            .etcd
-            .call("reclaim", Some(until), |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+        let resp = self.shared.etcd.txn("reclaim", Some(until), txn).await?;
         if resp.succeeded() {
             self.remember(fire, record);
             return Ok(resp
@@ -476,10 +469,7 @@ impl EtcdCoordinator {
             .and_then([TxnOp::put(key, keys::instant(Timestamp::UNIX_EPOCH), None)]);
         self.shared
             .etcd
-            .call("create watermark", Some(until), |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
+            .txn("create watermark", Some(until), txn)
             .await
             .map(|_| ())
     }
@@ -583,13 +573,7 @@ impl EtcdCoordinator {
             let Some((txn, record)) = self.claim_txn(fire, lease, options) else {
                 return Ok(None);
             };
-            let resp = shared
-                .etcd
-                .call("claim", Some(until), |mut c| {
-                    let txn = txn.clone();
-                    async move { c.txn(txn).await }
-                })
-                .await?;
+            let resp = shared.etcd.txn("claim", Some(until), txn).await?;
             if resp.succeeded() {
                 self.remember(fire, record);
                 return Ok(resp
@@ -704,10 +688,7 @@ impl Coordinator for EtcdCoordinator {
         let resp = self
             .shared
             .etcd
-            .call("release", Some(until), |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
+            .txn("release", Some(until), txn)
             .await
             .map_err(|e| CoordinatorError::Unavailable(e.to_string()))?;
         if resp.succeeded() {

@@ -198,13 +198,10 @@ pub async fn apply_definitions(
         };
         let txn = Txn::new().when([guard]).and_then([op]);
         let resp = etcd
-            .call(
+            .txn(
                 "write job",
                 Some(Instant::now() + Duration::from_secs(5)),
-                |mut c| {
-                    let txn = txn.clone();
-                    async move { c.txn(txn).await }
-                },
+                txn,
             )
             .await?;
         if !resp.succeeded() {

@@ -91,13 +91,7 @@ async fn campaign(shared: &CoordinatorShared, lease: i64) -> Result<bool, CallEr
             Some(PutOptions::new().with_lease(lease)),
         )])
         .or_else([TxnOp::get(key, None)]);
-    let resp = shared
-        .etcd
-        .call("campaign", soon(), |mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await?;
+    let resp = shared.etcd.txn("campaign", soon(), txn).await?;
     if resp.succeeded() {
         return Ok(true);
     }
@@ -192,13 +186,7 @@ async fn reap_one(
                 inflight_rev,
             )])
             .and_then([TxnOp::delete(key, None)]);
-        shared
-            .etcd
-            .call("drop stale in-flight", soon(), |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+        shared.etcd.txn("drop stale in-flight", soon(), txn).await?;
         return Ok(());
     };
     let token = fire_kv.mod_revision();
@@ -219,13 +207,7 @@ async fn reap_one(
     let txn = Txn::new()
         .when([Compare::mod_revision(fire_key, CompareOp::Equal, token)])
         .and_then(ops);
-    let resp = shared
-        .etcd
-        .call("reap", soon(), |mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await?;
+    let resp = shared.etcd.txn("reap", soon(), txn).await?;
     if resp.succeeded() {
         shared.counters.fires_reaped.fetch_add(1, Ordering::Relaxed);
         tracing::error!(
@@ -315,13 +297,7 @@ async fn collect(shared: &CoordinatorShared) -> Result<(), CallError> {
                     Some(DeleteOptions::new().with_range(format!("{from}{padded}"))),
                 ),
             ]);
-        let resp = shared
-            .etcd
-            .call("collect fires", soon(), |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
+        let resp = shared.etcd.txn("collect fires", soon(), txn).await?;
         if resp.succeeded() {
             let deleted: i64 = resp
                 .op_responses()

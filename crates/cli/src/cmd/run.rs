@@ -320,15 +320,20 @@ async fn daemon(
         on_hangup,
     )
     .await?;
-    let report = scheduler.shutdown(args.shutdown_grace).await;
+    stop_scheduler(&scheduler, args.shutdown_grace).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shuts the scheduler down with `grace` for running jobs, and says how it went.
+async fn stop_scheduler(scheduler: &Scheduler, grace: Duration) {
+    let report = scheduler.shutdown(grace).await;
     tracing::info!(
         drained = report.drained,
         cancelled = report.cancelled,
         "scheduler stopped"
     );
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Serves the jobs API until SIGINT or SIGTERM, running `on_hangup` at each SIGHUP.
@@ -572,12 +577,7 @@ mod cluster_node {
         )
         .await?;
         reaper.abort();
-        let report = scheduler.shutdown(args.shutdown_grace).await;
-        tracing::info!(
-            drained = report.drained,
-            cancelled = report.cancelled,
-            "scheduler stopped"
-        );
+        stop_scheduler(&scheduler, args.shutdown_grace).await;
         cluster.leave().await;
         store.close().await;
         tracing::info!("stopped");

@@ -340,6 +340,16 @@ impl Inner {
             .clone()
     }
 
+    /// Every job's entry (a snapshot of the table).
+    pub(crate) fn entries(&self) -> Vec<Arc<JobEntry>> {
+        self.jobs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn entry(&self, id: &JobId) -> Result<Arc<JobEntry>, EngineError> {
         self.jobs
             .read()
@@ -795,14 +805,7 @@ impl Scheduler {
 
     /// Every job, ordered by id.
     pub fn list(&self) -> Vec<JobInfo> {
-        let entries: Vec<Arc<JobEntry>> = self
-            .inner
-            .jobs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let entries = self.inner.entries();
         let mut infos: Vec<JobInfo> = entries.iter().map(|e| run::info(&self.inner, e)).collect();
         infos.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
         infos
@@ -919,14 +922,7 @@ impl Scheduler {
     /// waiting for their claim are left alone: they claim under the next session, or
     /// not at all.
     pub fn abort_runs(&self) -> usize {
-        let entries: Vec<Arc<JobEntry>> = self
-            .inner
-            .jobs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let entries = self.inner.entries();
         let mut stopped = 0;
         for entry in &entries {
             let st = entry.lock();
@@ -987,13 +983,7 @@ impl Scheduler {
                 cancelled: 0,
             };
         }
-        let entries: Vec<Arc<JobEntry>> = inner
-            .jobs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let entries = inner.entries();
         let mut cancelled = 0;
         let mut kills = Vec::new();
         for entry in &entries {
