@@ -232,6 +232,54 @@ pub struct RawEvents {
     pub payload: Vec<u8>,
 }
 
+/// Most events in one raw-event archive row: a batch's events of one app and day are
+/// split into rows of this size, each compressed on its own (a millisecond or two).
+const RAW_ROW_EVENTS: u64 = 16_384;
+
+/// Events counted between two yields to the runtime (about 2 ms of work): a batch of
+/// 200,000 events is 150 ms of CPU, which must not hold a worker thread that HTTP
+/// requests wait for.
+const EVENTS_PER_SLICE: usize = 4_096;
+
+/// Counts work and yields to the async runtime after every [`EVENTS_PER_SLICE`]
+/// events' worth.
+#[derive(Debug, Default)]
+struct Pacer {
+    done: usize,
+}
+
+impl Pacer {
+    async fn step(&mut self, events: usize) {
+        self.done += events;
+        if self.done >= EVENTS_PER_SLICE {
+            self.done = 0;
+            YieldNow(false).await;
+        }
+    }
+}
+
+/// Returns `Pending` once, having woken itself: the runtime polls other ready tasks
+/// before this one again (Tokio queues a task that woke itself during its poll at the
+/// back). Written here because this crate does not depend on a runtime.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
 /// zstd level of the raw-event archive: the fastest.
 const RAW_ZSTD_LEVEL: i32 = 1;
 
@@ -434,8 +482,10 @@ impl Aggregator {
         // This walk also checks every event, so that counting below cannot fail half
         // way.
         let mut ids_by_app: HashMap<i64, Vec<String>> = HashMap::new();
+        let mut pacer = Pacer::default();
         for (position, record) in &records {
             self.ensure_app(store, record.app_id).await?;
+            pacer.step(record.len() / 4).await;
             for event in record.events() {
                 let event = event.map_err(|source| AggregateError::Record {
                     position: *position,
@@ -454,7 +504,9 @@ impl Aggregator {
             known.insert(*app_id, store.known_event_ids(*app_id, ids).await?);
         }
 
+        let mut raw_rows: Vec<(i64, Day, EventsEncoder<'_>)> = Vec::new();
         for (position, record) in &records {
+            pacer.step(record.len()).await;
             let Some(Some(app)) = self.apps.get_mut(&record.app_id) else {
                 report.orphaned += record.len() as u64;
                 continue;
@@ -475,7 +527,11 @@ impl Aggregator {
                         .push((record.app_id, id.to_owned(), event.ts_ms));
                 }
                 let day = count_event(record.app_id, app, &event, &mut changes, &mut batch);
-                raw.entry((record.app_id, day)).or_default().push(&event);
+                let encoder = raw.entry((record.app_id, day)).or_default();
+                encoder.push(&event);
+                if encoder.count() >= RAW_ROW_EVENTS {
+                    raw_rows.push((record.app_id, day, std::mem::take(encoder)));
+                }
                 changes.events_counted += 1;
             }
         }
@@ -518,7 +574,13 @@ impl Aggregator {
             }
         }
 
-        for ((app_id, day), encoder) in raw {
+        raw_rows.extend(
+            raw.into_iter()
+                .filter(|(_, encoder)| encoder.count() > 0)
+                .map(|((app_id, day), encoder)| (app_id, day, encoder)),
+        );
+        for (app_id, day, encoder) in raw_rows {
+            pacer.step(RAW_ROW_EVENTS as usize).await;
             let events = encoder.count();
             let payload = RawEvents::compress(&encoder.finish()).map_err(|source| {
                 AggregateError::Record {
