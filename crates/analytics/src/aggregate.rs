@@ -666,6 +666,8 @@ struct BatchState<'a> {
     group_index: FastMap<GroupKey<'a>, usize>,
     /// The group of the previous event (events of one request share most of the key).
     last_group: usize,
+    /// The previous event's group key, borrowed from its own record.
+    last_key: GroupKey<'a>,
     /// Custom event counters: `(app, day, name, segment key, segment value)`.
     event_counts: FastMap<(i64, Day, &'a str, &'a str, &'a str), EventCounts>,
 }
@@ -686,8 +688,22 @@ impl<'a> BatchState<'a> {
     }
 
     fn group(&mut self, key: GroupKey<'a>) -> &mut Group<'a> {
+        // The events of one record borrow their values from its one dimension table:
+        // the same pointers, so the previous event's key usually matches without
+        // comparing any bytes.
+        let same_as_last = {
+            let (app, day, hour, values) = &self.last_key;
+            let (k_app, k_day, k_hour, k_values) = &key;
+            app == k_app
+                && day == k_day
+                && hour == k_hour
+                && values
+                    .iter()
+                    .zip(k_values)
+                    .all(|(a, b)| (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b)
+        };
         let index = match self.groups.get(self.last_group) {
-            Some(last) if last.key == key => self.last_group,
+            Some(_) if same_as_last => self.last_group,
             _ => {
                 let next = self.groups.len();
                 let index = *self.group_index.entry(key).or_insert(next);
@@ -704,6 +720,7 @@ impl<'a> BatchState<'a> {
                 index
             }
         };
+        self.last_key = key;
         &mut self.groups[index]
     }
 
