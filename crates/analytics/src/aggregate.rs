@@ -86,6 +86,12 @@ pub const COMPACT_AFTER_DELTAS: i32 = 64;
 /// Most set keys kept in memory before the cache is dropped and rebuilt on demand.
 const MAX_CACHED_SETS: usize = 50_000;
 
+/// Most bytes of set members (as serialized, about what they take in memory) kept in
+/// memory before the cache is dropped and rebuilt on demand: a day's set of 1 M
+/// devices is 128 KiB, so late events touching many days of a large app must not pile
+/// them up without bound.
+const MAX_CACHED_SET_BYTES: usize = 64 << 20;
+
 /// Identifies one unique-device set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SetKey {
@@ -538,7 +544,14 @@ impl Aggregator {
         batch.flush_groups(&mut changes);
 
         // Turn the batch's set additions into delta rows, loading sets on first touch.
-        if self.sets.len() > MAX_CACHED_SETS {
+        if self.sets.len() > MAX_CACHED_SETS
+            || self
+                .sets
+                .values()
+                .map(|s| s.members.serialized_size())
+                .sum::<usize>()
+                > MAX_CACHED_SET_BYTES
+        {
             self.sets.clear();
         }
         for (key, delta) in batch.sets {
