@@ -101,6 +101,7 @@ done
 t1=$(date +%s.%N)
 kill "$LAGMON" 2>/dev/null || true
 echo "bus lag during the run (messages = requests), max: $(sort -n "$lag_log" | tail -1)"
+echo "bus lag every 2 s: $(tr '\n' ' ' < "$lag_log")"
 echo "drain after the load stopped: $(python3 -c "print(round($t1-$t0,1))") s"
 echo "aggregated events: $(metric sundial_aggregate_events_total)"
 kill "$RSSMON" 2>/dev/null || true

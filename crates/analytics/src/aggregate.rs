@@ -19,6 +19,14 @@
 //! - the distinct `user_id`s of each app (registered users);
 //! - the `event_id`s seen, so that an SDK's retry is accepted but counted once.
 //!
+//! How a batch is counted, cheaply: messages are read in place ([`ParsedRecord`]: the
+//! binary record form is walked without copying its events), devices are looked up in
+//! a compact table ([`devices`]), and events of the same app, day, hour and breakdown
+//! values form one *group* whose devices and counters are summed first and only then
+//! turned into set deltas and counter rows (seven set keys and six counters per group,
+//! not per event). Only the `new` sets, where a device can leave one day and join
+//! another within the batch, are updated event by event, in order.
+//!
 //! A *day* is the calendar day of the event's client timestamp in the app's IANA time
 //! zone, as days since 1970-01-01 ([`Day`]); hours likewise. Days of 23 or 25 hours come
 //! out right because the offset in force at each instant is applied.
@@ -28,6 +36,8 @@
 //! must be called (the caller replays from the store's position), because the caches
 //! already contain the failed batch.
 
+mod devices;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -36,9 +46,16 @@ use jiff::tz::TimeZone;
 use roaring::RoaringBitmap;
 
 use crate::bus::BusMessage;
-use crate::event::{Event, EventKind};
-use crate::record::{EventRecord, RecordError};
+use crate::event::Event;
+use crate::record::{EventView, EventsEncoder, KindView, ParsedRecord, RecordError};
 use crate::store::StoreError;
+use devices::DeviceTable;
+
+/// Maps keyed by data from the bus: a fast hash (foldhash) instead of SipHash. Their
+/// keys come from authenticated apps, and the aggregator's work per batch is bounded
+/// by the batch, so hash flooding is not a concern.
+type FastMap<K, V> = hashbrown::HashMap<K, V>;
+type FastSet<K> = hashbrown::HashSet<K>;
 
 /// A calendar day in an app's zone: days since 1970-01-01.
 pub type Day = i32;
@@ -68,6 +85,12 @@ pub const COMPACT_AFTER_DELTAS: i32 = 64;
 
 /// Most set keys kept in memory before the cache is dropped and rebuilt on demand.
 const MAX_CACHED_SETS: usize = 50_000;
+
+/// Most bytes of set members (as serialized, about what they take in memory) kept in
+/// memory before the cache is dropped and rebuilt on demand: a day's set of 1 M
+/// devices is 128 KiB, so late events touching many days of a large app must not pile
+/// them up without bound.
+const MAX_CACHED_SET_BYTES: usize = 64 << 20;
 
 /// Identifies one unique-device set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -211,29 +234,90 @@ pub struct RawEvents {
     pub day: Day,
     /// How many events `payload` holds.
     pub events: u64,
-    /// A JSON array of [`Event`]s, zstd-compressed ([`RawEvents::encode`]).
+    /// The events in the binary record form, zstd-compressed ([`RawEvents::encode`]).
     pub payload: Vec<u8>,
 }
 
-/// zstd level of the raw-event archive: the fastest, still about 8× smaller than JSON.
+/// Most events in one raw-event archive row: a batch's events of one app and day are
+/// split into rows of this size, each compressed on its own (a millisecond or two).
+const RAW_ROW_EVENTS: u64 = 16_384;
+
+/// Events counted between two yields to the runtime (about 2 ms of work): a batch of
+/// 200,000 events is 150 ms of CPU, which must not hold a worker thread that HTTP
+/// requests wait for.
+const EVENTS_PER_SLICE: usize = 4_096;
+
+/// Counts work and yields to the async runtime after every [`EVENTS_PER_SLICE`]
+/// events' worth.
+#[derive(Debug, Default)]
+struct Pacer {
+    done: usize,
+}
+
+impl Pacer {
+    async fn step(&mut self, events: usize) {
+        self.done += events;
+        if self.done >= EVENTS_PER_SLICE {
+            self.done = 0;
+            YieldNow(false).await;
+        }
+    }
+}
+
+/// Returns `Pending` once, having woken itself: the runtime polls other ready tasks
+/// before this one again (Tokio queues a task that woke itself during its poll at the
+/// back). Written here because this crate does not depend on a runtime.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+/// zstd level of the raw-event archive: the fastest.
 const RAW_ZSTD_LEVEL: i32 = 1;
 
 impl RawEvents {
-    /// The archive form of `events`: a zstd frame holding their JSON array.
+    /// The archive form of `events`: a zstd frame holding their binary event block
+    /// ([`crate::record::encode_events`]).
     pub fn encode(events: &[&Event]) -> Result<Vec<u8>, RecordError> {
-        let json = serde_json::to_vec(events)?;
-        zstd::bulk::compress(&json, RAW_ZSTD_LEVEL).map_err(RecordError::Compression)
+        Self::compress(&crate::record::encode_events(events.iter().copied()))
     }
 
-    /// The events of a payload written by [`RawEvents::encode`] (a plain JSON array
-    /// is read too).
+    /// The archive form of an events block ([`EventsEncoder::finish`]).
+    pub fn compress(block: &[u8]) -> Result<Vec<u8>, RecordError> {
+        zstd::bulk::compress(block, RAW_ZSTD_LEVEL).map_err(RecordError::Compression)
+    }
+
+    /// The events of a payload written by [`RawEvents::encode`]; the forms of earlier
+    /// builds (a zstd frame of a JSON array, or a plain JSON array) are read too.
     pub fn decode(payload: &[u8]) -> Result<Vec<Event>, RecordError> {
         const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
         if payload.starts_with(&ZSTD_MAGIC) {
-            let json = zstd::stream::decode_all(payload).map_err(RecordError::Compression)?;
-            Ok(serde_json::from_slice(&json)?)
+            let inner = zstd::stream::decode_all(payload).map_err(RecordError::Compression)?;
+            Self::decode_plain(&inner)
         } else {
-            Ok(serde_json::from_slice(payload)?)
+            Self::decode_plain(payload)
+        }
+    }
+
+    fn decode_plain(bytes: &[u8]) -> Result<Vec<Event>, RecordError> {
+        if bytes.first() == Some(&b'[') {
+            Ok(serde_json::from_slice(bytes)?)
+        } else {
+            crate::record::decode_events(bytes)
         }
     }
 }
@@ -285,15 +369,8 @@ pub enum AggregateError {
 #[derive(Debug)]
 struct AppState {
     tz: TimeZone,
-    devices: HashMap<String, DeviceInfo>,
-    next_device_no: u32,
-    users: HashMap<String, i64>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct DeviceInfo {
-    no: u32,
-    first_ts_ms: i64,
+    devices: DeviceTable,
+    users: FastMap<String, i64>,
 }
 
 /// What one batch reported.
@@ -393,11 +470,11 @@ impl Aggregator {
         let mut records = Vec::with_capacity(messages.len());
         for message in messages.iter().filter(|m| m.position >= committed) {
             let record =
-                EventRecord::decode(&message.payload).map_err(|source| AggregateError::Record {
+                ParsedRecord::parse(&message.payload).map_err(|source| AggregateError::Record {
                     position: message.position,
                     source,
                 })?;
-            records.push(record);
+            records.push((message.position, record));
         }
         let mut report = BatchReport {
             messages: records.len(),
@@ -405,18 +482,26 @@ impl Aggregator {
         };
         let mut changes = Changes::default();
         let mut batch = BatchState::default();
-        let mut raw: BTreeMap<(i64, Day), Vec<&Event>> = BTreeMap::new();
+        let mut raw: BTreeMap<(i64, Day), EventsEncoder<'_>> = BTreeMap::new();
 
         // Load what the batch touches: apps, and which event ids were counted before.
+        // This walk also checks every event, so that counting below cannot fail half
+        // way.
         let mut ids_by_app: HashMap<i64, Vec<String>> = HashMap::new();
-        for record in &records {
+        let mut pacer = Pacer::default();
+        for (position, record) in &records {
             self.ensure_app(store, record.app_id).await?;
-            for event in &record.events {
-                if let Some(id) = &event.event_id {
+            pacer.step(record.len() / 4).await;
+            for event in record.events() {
+                let event = event.map_err(|source| AggregateError::Record {
+                    position: *position,
+                    source,
+                })?;
+                if let Some(id) = event.event_id {
                     ids_by_app
                         .entry(record.app_id)
                         .or_default()
-                        .push(id.clone());
+                        .push(id.to_owned());
                 }
             }
         }
@@ -425,30 +510,48 @@ impl Aggregator {
             known.insert(*app_id, store.known_event_ids(*app_id, ids).await?);
         }
 
-        for record in &records {
+        let mut raw_rows: Vec<(i64, Day, EventsEncoder<'_>)> = Vec::new();
+        for (position, record) in &records {
+            pacer.step(record.len()).await;
             let Some(Some(app)) = self.apps.get_mut(&record.app_id) else {
-                report.orphaned += record.events.len() as u64;
+                report.orphaned += record.len() as u64;
                 continue;
             };
-            for event in &record.events {
-                if let Some(id) = &event.event_id {
+            for event in record.events() {
+                let event = event.map_err(|source| AggregateError::Record {
+                    position: *position,
+                    source,
+                })?;
+                if let Some(id) = event.event_id {
                     let seen_before = known.get(&record.app_id).is_some_and(|k| k.contains(id));
-                    if seen_before || !batch.event_ids.insert((record.app_id, id.clone())) {
+                    if seen_before || !batch.event_ids.insert((record.app_id, id)) {
                         changes.duplicates += 1;
                         continue;
                     }
                     changes
                         .event_ids
-                        .push((record.app_id, id.clone(), event.ts_ms));
+                        .push((record.app_id, id.to_owned(), event.ts_ms));
                 }
-                let day = count_event(record.app_id, app, event, &mut changes, &mut batch);
-                raw.entry((record.app_id, day)).or_default().push(event);
+                let day = count_event(record.app_id, app, &event, &mut changes, &mut batch);
+                let encoder = raw.entry((record.app_id, day)).or_default();
+                encoder.push(&event);
+                if encoder.count() >= RAW_ROW_EVENTS {
+                    raw_rows.push((record.app_id, day, std::mem::take(encoder)));
+                }
                 changes.events_counted += 1;
             }
         }
+        batch.flush_groups(&mut changes);
 
         // Turn the batch's set additions into delta rows, loading sets on first touch.
-        if self.sets.len() > MAX_CACHED_SETS {
+        if self.sets.len() > MAX_CACHED_SETS
+            || self
+                .sets
+                .values()
+                .map(|s| s.members.serialized_size())
+                .sum::<usize>()
+                > MAX_CACHED_SET_BYTES
+        {
             self.sets.clear();
         }
         for (key, delta) in batch.sets {
@@ -484,15 +587,24 @@ impl Aggregator {
             }
         }
 
-        for ((app_id, day), events) in raw {
-            let payload = RawEvents::encode(&events).map_err(|source| AggregateError::Record {
-                position: last.position,
-                source,
+        raw_rows.extend(
+            raw.into_iter()
+                .filter(|(_, encoder)| encoder.count() > 0)
+                .map(|((app_id, day), encoder)| (app_id, day, encoder)),
+        );
+        for (app_id, day, encoder) in raw_rows {
+            pacer.step(RAW_ROW_EVENTS as usize).await;
+            let events = encoder.count();
+            let payload = RawEvents::compress(&encoder.finish()).map_err(|source| {
+                AggregateError::Record {
+                    position: last.position,
+                    source,
+                }
             })?;
             changes.raw.push(RawEvents {
                 app_id,
                 day,
-                events: events.len() as u64,
+                events,
                 payload,
             });
         }
@@ -520,29 +632,14 @@ impl Aggregator {
         // database ever lost one, rather than stopping the pipeline.
         let tz = TimeZone::get(&zone).unwrap_or(TimeZone::UTC);
         let rows = store.load_devices(app_id).await?;
-        let next_device_no = rows.iter().map(|r| r.device_no + 1).max().unwrap_or(0);
-        let devices = rows
-            .into_iter()
-            .map(|r| {
-                (
-                    r.device_id,
-                    DeviceInfo {
-                        no: r.device_no,
-                        first_ts_ms: r.first_ts_ms,
-                    },
-                )
-            })
-            .collect();
-        let users = store.load_users(app_id).await?.into_iter().collect();
-        self.apps.insert(
-            app_id,
-            Some(AppState {
-                tz,
-                devices,
-                next_device_no,
-                users,
-            }),
+        let devices = DeviceTable::from_rows(
+            rows.into_iter()
+                .map(|r| (r.device_no, r.device_id, r.first_ts_ms))
+                .collect(),
         );
+        let users = store.load_users(app_id).await?.into_iter().collect();
+        self.apps
+            .insert(app_id, Some(AppState { tz, devices, users }));
         Ok(())
     }
 }
@@ -553,25 +650,149 @@ struct SetDelta {
     removed: RoaringBitmap,
 }
 
-#[derive(Debug, Default)]
-struct BatchState {
-    sets: BTreeMap<SetKey, SetDelta>,
-    event_ids: HashSet<(i64, String)>,
-    /// Index into `Changes::devices` of each device touched in this batch.
-    device_rows: HashMap<(i64, u32), usize>,
+/// Events of one app, day, hour and breakdown values: what activity sets and counters
+/// they add up to. Counting per group rather than per event keeps the per-event work
+/// to one bitmap insertion and a few additions.
+type GroupKey<'a> = (i64, Day, u8, [&'a str; 5]);
+
+#[derive(Debug)]
+struct Group<'a> {
+    key: GroupKey<'a>,
+    /// Devices active in the group.
+    devices: RoaringBitmap,
+    launches: i64,
+    usage_secs: f64,
+    usage_reports: i64,
 }
 
-impl BatchState {
-    fn add(&mut self, key: SetKey, device: u32) {
-        let delta = self.sets.entry(key).or_default();
+#[derive(Debug, Default)]
+struct BatchState<'a> {
+    /// Every set's delta, once [`BatchState::flush_groups`] ran.
+    sets: BTreeMap<SetKey, SetDelta>,
+    /// Deltas of `new` sets, per app and day, in event order (a device whose first
+    /// day moves back leaves one and joins another, so order matters here).
+    new_sets: FastMap<(i64, Day), SetDelta>,
+    event_ids: FastSet<(i64, &'a str)>,
+    /// Index into `Changes::devices` of each device touched in this batch.
+    device_rows: FastMap<(i64, u32), usize>,
+    groups: Vec<Group<'a>>,
+    group_index: FastMap<GroupKey<'a>, usize>,
+    /// The group of the previous event (events of one request share most of the key).
+    last_group: usize,
+    /// The previous event's group key, borrowed from its own record.
+    last_key: GroupKey<'a>,
+    /// Custom event counters: `(app, day, name, segment key, segment value)`.
+    event_counts: FastMap<(i64, Day, &'a str, &'a str, &'a str), EventCounts>,
+}
+
+impl<'a> BatchState<'a> {
+    /// Adds `device` to the `new` set of the app's `day`.
+    fn add_new(&mut self, app_id: i64, day: Day, device: u32) {
+        let delta = self.new_sets.entry((app_id, day)).or_default();
         delta.added.insert(device);
         delta.removed.remove(device);
     }
 
-    fn remove(&mut self, key: SetKey, device: u32) {
-        let delta = self.sets.entry(key).or_default();
+    /// Removes `device` from the `new` set of the app's `day`.
+    fn remove_new(&mut self, app_id: i64, day: Day, device: u32) {
+        let delta = self.new_sets.entry((app_id, day)).or_default();
         delta.removed.insert(device);
         delta.added.remove(device);
+    }
+
+    fn group(&mut self, key: GroupKey<'a>) -> &mut Group<'a> {
+        // The events of one record borrow their values from its one dimension table:
+        // the same pointers, so the previous event's key usually matches without
+        // comparing any bytes.
+        let same_as_last = {
+            let (app, day, hour, values) = &self.last_key;
+            let (k_app, k_day, k_hour, k_values) = &key;
+            app == k_app
+                && day == k_day
+                && hour == k_hour
+                && values
+                    .iter()
+                    .zip(k_values)
+                    .all(|(a, b)| (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b)
+        };
+        let index = match self.groups.get(self.last_group) {
+            Some(_) if same_as_last => self.last_group,
+            _ => {
+                let next = self.groups.len();
+                let index = *self.group_index.entry(key).or_insert(next);
+                if index == next {
+                    self.groups.push(Group {
+                        key,
+                        devices: RoaringBitmap::new(),
+                        launches: 0,
+                        usage_secs: 0.0,
+                        usage_reports: 0,
+                    });
+                }
+                self.last_group = index;
+                index
+            }
+        };
+        self.last_key = key;
+        &mut self.groups[index]
+    }
+
+    /// Turns the groups, `new` sets and custom event counts into set deltas and
+    /// counters.
+    fn flush_groups(&mut self, changes: &mut Changes) {
+        for ((app_id, day), delta) in self.new_sets.drain() {
+            self.sets
+                .insert(set_key(app_id, day, SET_NEW, "", ""), delta);
+        }
+        for group in std::mem::take(&mut self.groups) {
+            let (app_id, day, hour, values) = group.key;
+            let keys = [("", ""), ("hour", HOURS[usize::from(hour)])]
+                .into_iter()
+                .chain(BREAKDOWN_DIMENSIONS.iter().copied().zip(values));
+            for (dim, value) in keys {
+                let delta = self
+                    .sets
+                    .entry(set_key(app_id, day, SET_ACTIVE, dim, value))
+                    .or_default();
+                delta.added |= &group.devices;
+                delta.removed -= &group.devices;
+            }
+            if group.launches > 0 || group.usage_reports > 0 {
+                let totals = std::iter::once(("", ""));
+                for (dim, value) in totals.chain(BREAKDOWN_DIMENSIONS.iter().copied().zip(values)) {
+                    let c = changes
+                        .day_counters
+                        .entry((app_id, day, dim, value.to_owned()))
+                        .or_default();
+                    c.launches += group.launches;
+                    c.usage_secs += group.usage_secs;
+                    c.usage_reports += group.usage_reports;
+                }
+            }
+            if group.launches > 0 {
+                changes
+                    .hour_counters
+                    .entry((app_id, day, hour))
+                    .or_default()
+                    .launches += group.launches;
+            }
+        }
+        self.group_index.clear();
+        for ((app_id, day, name, seg_key, seg_value), c) in self.event_counts.drain() {
+            let entry = changes
+                .event_counters
+                .entry((
+                    app_id,
+                    day,
+                    name.to_owned(),
+                    seg_key.to_owned(),
+                    seg_value.to_owned(),
+                ))
+                .or_default();
+            entry.count += c.count;
+            entry.sum += c.sum;
+            entry.dur_secs += c.dur_secs;
+        }
     }
 }
 
@@ -591,103 +812,93 @@ const HOURS: [&str; 24] = [
 ];
 
 /// Counts one event; returns its day.
-fn count_event(
+fn count_event<'a>(
     app_id: i64,
     app: &mut AppState,
-    event: &Event,
+    event: &EventView<'a>,
     changes: &mut Changes,
-    batch: &mut BatchState,
+    batch: &mut BatchState<'a>,
 ) -> Day {
     let (day, hour) = day_and_hour(event.ts_ms, &app.tz);
 
     // The device: new, earlier than its first-seen, or known.
-    let device = match app.devices.get_mut(&event.device_id) {
+    let device = match app.devices.get(event.device_id) {
         None => {
-            let no = app.next_device_no;
-            app.next_device_no += 1;
-            app.devices.insert(
-                event.device_id.clone(),
-                DeviceInfo {
+            let no = app.devices.push(event.device_id, event.ts_ms);
+            record_device(
+                app_id,
+                no,
+                event.device_id,
+                event.ts_ms,
+                day,
+                changes,
+                batch,
+            );
+            batch.add_new(app_id, day, no);
+            changes
+                .hour_counters
+                .entry((app_id, day, hour))
+                .or_default()
+                .new_users += 1;
+            no
+        }
+        Some(no) => {
+            let first_ts_ms = app.devices.first_ts(no);
+            if first_ts_ms == UNSEEN_TS {
+                app.devices.set_first_ts(no, event.ts_ms);
+                record_device(
+                    app_id,
                     no,
-                    first_ts_ms: event.ts_ms,
-                },
-            );
-            record_device(
-                app_id,
-                no,
-                &event.device_id,
-                event.ts_ms,
-                day,
-                changes,
-                batch,
-            );
-            batch.add(set_key(app_id, day, SET_NEW, "", ""), no);
-            changes
-                .hour_counters
-                .entry((app_id, day, hour))
-                .or_default()
-                .new_users += 1;
-            no
-        }
-        Some(info) if info.first_ts_ms == UNSEEN_TS => {
-            info.first_ts_ms = event.ts_ms;
-            let no = info.no;
-            record_device(
-                app_id,
-                no,
-                &event.device_id,
-                event.ts_ms,
-                day,
-                changes,
-                batch,
-            );
-            batch.add(set_key(app_id, day, SET_NEW, "", ""), no);
-            changes
-                .hour_counters
-                .entry((app_id, day, hour))
-                .or_default()
-                .new_users += 1;
-            no
-        }
-        Some(info) if event.ts_ms < info.first_ts_ms => {
-            let (old_day, old_hour) = day_and_hour(info.first_ts_ms, &app.tz);
-            info.first_ts_ms = event.ts_ms;
-            let no = info.no;
-            record_device(
-                app_id,
-                no,
-                &event.device_id,
-                event.ts_ms,
-                day,
-                changes,
-                batch,
-            );
-            if (old_day, old_hour) != (day, hour) {
-                changes
-                    .hour_counters
-                    .entry((app_id, old_day, old_hour))
-                    .or_default()
-                    .new_users -= 1;
+                    event.device_id,
+                    event.ts_ms,
+                    day,
+                    changes,
+                    batch,
+                );
+                batch.add_new(app_id, day, no);
                 changes
                     .hour_counters
                     .entry((app_id, day, hour))
                     .or_default()
                     .new_users += 1;
-            }
-            if old_day != day {
-                batch.remove(set_key(app_id, old_day, SET_NEW, "", ""), no);
-                batch.add(set_key(app_id, day, SET_NEW, "", ""), no);
+            } else if event.ts_ms < first_ts_ms {
+                let (old_day, old_hour) = day_and_hour(first_ts_ms, &app.tz);
+                app.devices.set_first_ts(no, event.ts_ms);
+                record_device(
+                    app_id,
+                    no,
+                    event.device_id,
+                    event.ts_ms,
+                    day,
+                    changes,
+                    batch,
+                );
+                if (old_day, old_hour) != (day, hour) {
+                    changes
+                        .hour_counters
+                        .entry((app_id, old_day, old_hour))
+                        .or_default()
+                        .new_users -= 1;
+                    changes
+                        .hour_counters
+                        .entry((app_id, day, hour))
+                        .or_default()
+                        .new_users += 1;
+                }
+                if old_day != day {
+                    batch.remove_new(app_id, old_day, no);
+                    batch.add_new(app_id, day, no);
+                }
             }
             no
         }
-        Some(info) => info.no,
     };
 
-    if let Some(user) = &event.user_id {
+    if let Some(user) = event.user_id {
         let mut moved_from = None;
         let earlier = match app.users.get_mut(user) {
             None => {
-                app.users.insert(user.clone(), event.ts_ms);
+                app.users.insert(user.to_owned(), event.ts_ms);
                 true
             }
             Some(first) if event.ts_ms < *first => {
@@ -700,7 +911,7 @@ fn count_event(
             Some(_) => false,
         };
         if earlier {
-            changes.users.push((app_id, user.clone(), event.ts_ms));
+            changes.users.push((app_id, user.to_owned(), event.ts_ms));
             if let Some(old_day) = moved_from {
                 changes
                     .day_counters
@@ -716,63 +927,34 @@ fn count_event(
         }
     }
 
-    // Activity: the total, each breakdown value, the hour.
-    batch.add(set_key(app_id, day, SET_ACTIVE, "", ""), device);
-    batch.add(
-        set_key(app_id, day, SET_ACTIVE, "hour", HOURS[usize::from(hour)]),
-        device,
-    );
-    let values = breakdown_values(event);
-    for (dim, value) in BREAKDOWN_DIMENSIONS.iter().zip(&values) {
-        batch.add(set_key(app_id, day, SET_ACTIVE, dim, value), device);
-    }
-
-    // Counters.
-    let mut bump = |f: &dyn Fn(&mut DayCounts)| {
-        f(changes
-            .day_counters
-            .entry((app_id, day, "", String::new()))
-            .or_default());
-        for (dim, value) in BREAKDOWN_DIMENSIONS.iter().zip(&values) {
-            f(changes
-                .day_counters
-                .entry((app_id, day, dim, (*value).to_owned()))
-                .or_default());
-        }
-    };
+    // Activity and counters, per group of equal day, hour and breakdown values.
+    let d = &event.dims;
+    let values = [
+        d[0].unwrap_or(""),
+        d[1].unwrap_or(""),
+        d[2].unwrap_or(""),
+        d[3].unwrap_or(""),
+        d[6].unwrap_or(""),
+    ];
+    let group = batch.group((app_id, day, hour, values));
+    group.devices.insert(device);
     match &event.kind {
-        EventKind::OpenApp => {
-            bump(&|c| c.launches += 1);
-            changes
-                .hour_counters
-                .entry((app_id, day, hour))
-                .or_default()
-                .launches += 1;
+        KindView::OpenApp => group.launches += 1,
+        KindView::UsageTime { duration_secs, .. } => {
+            group.usage_secs += *duration_secs;
+            group.usage_reports += 1;
         }
-        EventKind::UsageTime { duration_secs, .. } => {
-            let secs = *duration_secs;
-            bump(&|c| {
-                c.usage_secs += secs;
-                c.usage_reports += 1;
-            });
-        }
-        EventKind::Custom {
+        KindView::Custom {
             name,
             count,
             sum,
             dur_secs,
             segments,
         } => {
-            let mut add = |seg_key: &str, seg_value: &str| {
-                let entry = changes
-                    .event_counters
-                    .entry((
-                        app_id,
-                        day,
-                        name.clone(),
-                        seg_key.to_owned(),
-                        seg_value.to_owned(),
-                    ))
+            let mut add = |seg_key: &'a str, seg_value: &'a str| {
+                let entry = batch
+                    .event_counts
+                    .entry((app_id, day, *name, seg_key, seg_value))
                     .or_default();
                 entry.count += i64::from(*count);
                 entry.sum += *sum;
@@ -787,17 +969,6 @@ fn count_event(
     day
 }
 
-fn breakdown_values(event: &Event) -> [&str; 5] {
-    let d = &event.dims;
-    [
-        d.platform.as_deref().unwrap_or(""),
-        d.app_version.as_deref().unwrap_or(""),
-        d.channel.as_deref().unwrap_or(""),
-        d.os_version.as_deref().unwrap_or(""),
-        d.country.as_deref().unwrap_or(""),
-    ]
-}
-
 fn record_device(
     app_id: i64,
     no: u32,
@@ -805,7 +976,7 @@ fn record_device(
     first_ts_ms: i64,
     first_day: Day,
     changes: &mut Changes,
-    batch: &mut BatchState,
+    batch: &mut BatchState<'_>,
 ) {
     let row = DeviceRow {
         app_id,
@@ -828,6 +999,46 @@ fn record_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
+
+    #[test]
+    fn raw_archives_of_every_form_are_read() {
+        let events = vec![
+            Event {
+                kind: EventKind::UsageTime {
+                    duration_secs: 12.5,
+                    ends_session: false,
+                },
+                ts_ms: 1_700_000_000_000,
+                device_id: "d1".into(),
+                user_id: Some("u1".into()),
+                dims: crate::event::Dimensions {
+                    platform: Some("ios".into()),
+                    ..crate::event::Dimensions::default()
+                },
+                event_id: None,
+                incremental_session: true,
+            },
+            Event {
+                kind: EventKind::OpenApp,
+                ts_ms: 1_700_000_000_001,
+                device_id: "d2".into(),
+                user_id: None,
+                dims: crate::event::Dimensions::default(),
+                event_id: Some("e".into()),
+                incremental_session: false,
+            },
+        ];
+        let refs: Vec<&Event> = events.iter().collect();
+        let current = RawEvents::encode(&refs).expect("encode");
+        assert_eq!(RawEvents::decode(&current).expect("binary"), events);
+        // Earlier builds wrote a zstd frame of a JSON array, and before that plain JSON.
+        let json = serde_json::to_vec(&events).expect("json");
+        let zstd_json = zstd::bulk::compress(&json, 1).expect("zstd");
+        assert_eq!(RawEvents::decode(&zstd_json).expect("zstd json"), events);
+        assert_eq!(RawEvents::decode(&json).expect("plain json"), events);
+        assert!(RawEvents::decode(&[2, 1]).is_err());
+    }
 
     #[test]
     fn days_follow_the_zone_and_its_dst() {

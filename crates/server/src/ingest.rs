@@ -149,7 +149,7 @@ async fn serve(state: ServerState, headers: HeaderMap, body: Body, endpoint: End
     };
     let label = endpoint.label();
     metrics::counter!("sundial_ingest_requests_total", "endpoint" => label,
-        "status" => response.status().as_u16().to_string())
+        "status" => status_label(response.status()))
     .increment(1);
     metrics::histogram!("sundial_ingest_request_duration_seconds", "endpoint" => label)
         .record(started.elapsed().as_secs_f64());
@@ -307,16 +307,37 @@ pub(crate) fn not_ingesting() -> ApiError {
     )
 }
 
-/// A random id for the bus's de-duplication of a retried publish.
-fn message_id() -> String {
-    let mut bytes = [0_u8; 16];
-    // Without entropy the id is all zeros; de-duplication would then merge publishes,
-    // so fall back to the clock, which is unique enough within the duplicate window.
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = Timestamp::now().as_nanosecond();
-        bytes = nanos.to_le_bytes();
+/// The status label of the request counter, without an allocation for the usual ones.
+fn status_label(status: StatusCode) -> std::borrow::Cow<'static, str> {
+    match status.as_u16() {
+        200 => "200".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        413 => "413".into(),
+        429 => "429".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
     }
-    hex::encode(bytes)
+}
+
+/// A unique id for the bus's de-duplication of a retried publish: 16 random bytes
+/// drawn once per process, then counted up (one system call per process instead of
+/// one per request; ids of different processes differ in their random part).
+fn message_id() -> String {
+    static BASE: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| {
+        let mut bytes = [0_u8; 16];
+        // Without entropy, fall back to the clock: unique enough within the duplicate
+        // window, and the counter keeps ids of this process apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = Timestamp::now().as_nanosecond();
+            bytes = nanos.to_le_bytes();
+        }
+        u128::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:032x}", base.wrapping_add(u128::from(n)))
 }
 
 fn envelope_error(e: EnvelopeError) -> ApiError {

@@ -87,6 +87,43 @@ async fn replayed_batches_count_once_and_positions_commit_with_them() {
 }
 
 #[tokio::test]
+async fn json_records_of_earlier_builds_count_like_binary_ones() {
+    for t in common::both().await {
+        let store = &t.store;
+        let (id, tz) = app(store, "UTC").await;
+        let later = ts("2024-11-24T10:00:00Z");
+        let earlier = ts("2024-11-23T10:00:00Z");
+        let (d_later, d_earlier) = (day_and_hour(later, &tz).0, day_and_hour(earlier, &tz).0);
+        let mut ios = launch("x", later);
+        ios.dims.platform = Some("ios".into());
+        // A version 1 (JSON) record, as a log written before the binary form holds it,
+        // then a binary one in the same batch that moves `x` to an earlier first day.
+        let json = BusMessage {
+            position: 0,
+            payload: EventRecord::new(id, 0, vec![ios, launch("y", later)]).encode_json(),
+        };
+        assert_eq!(json.payload.first(), Some(&b'{'));
+        let batch = vec![json, message(1, id, vec![launch("x", earlier)])];
+        let mut agg = Aggregator::new("agg");
+        let report = agg.apply(store, &batch).await.expect("apply");
+        assert_eq!((report.messages, report.events), (2, 3));
+        let set = |day, kind, dim, value| store.day_set(id, day, kind, dim, value);
+        let new_later = set(d_later, SET_NEW, "", "").await.expect("set");
+        let new_earlier = set(d_earlier, SET_NEW, "", "").await.expect("set");
+        assert_eq!((new_later.len(), new_earlier.len()), (1, 1));
+        let ios = set(d_later, SET_ACTIVE, "platform", "ios")
+            .await
+            .expect("set");
+        assert_eq!(ios.len(), 1);
+        let totals = store
+            .day_totals(id, d_later, d_later)
+            .await
+            .expect("totals")[0];
+        assert_eq!((totals.launches, totals.active_users), (2, 2));
+    }
+}
+
+#[tokio::test]
 async fn a_late_earlier_event_moves_the_device_to_its_true_first_day() {
     for t in common::both().await {
         let store = &t.store;
