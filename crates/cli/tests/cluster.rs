@@ -564,6 +564,20 @@ fn cli_tools() {
         &[("content-type", "application/json")],
     );
     assert_eq!(created.status, 201, "{}", created.body.clone());
+    // A fixed-delay job cannot run in a cluster: 400 naming the field.
+    let refused = http(
+        addr,
+        "POST",
+        "/api/v1/jobs",
+        br#"{"id": "slow", "delay": "1m", "command": ["true"]}"#,
+        &[("content-type", "application/json")],
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("\"field\":\"delay\""),
+        "{}",
+        refused.body
+    );
     let paused = http(addr, "POST", "/api/v1/jobs/api-job/pause", b"", &[]);
     assert_eq!(paused.status, 200, "{}", paused.body.clone());
     let view: Value = serde_json::from_str(&paused.body.clone()).expect("json");

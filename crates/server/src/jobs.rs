@@ -79,15 +79,31 @@ const MAX_LIST: usize = 1000;
 /// Runs listed unless `?limit=` says otherwise.
 const DEFAULT_RUNS: usize = 20;
 
+/// Why the cluster did not take a definition change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterWriteError {
+    /// The definition cannot run in cluster mode (answered 400, naming the field).
+    #[error("{message}")]
+    Invalid {
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The cluster could not be written (answered 503).
+    #[error("the cluster did not take the change: {0}")]
+    Unavailable(String),
+}
+
 /// Where job definitions live in cluster mode (see the module docs). Implemented by
 /// the binary over `sundial-cluster-etcd`.
 #[async_trait::async_trait]
 pub trait ClusterDefinitions: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `spec` (new or replacing) for every node; returns once this node's
     /// scheduler has applied it (or after a bounded wait).
-    async fn store(&self, spec: JobSpec) -> Result<(), String>;
+    async fn store(&self, spec: JobSpec) -> Result<(), ClusterWriteError>;
     /// Deletes the definition of `id` for every node; same wait.
-    async fn remove(&self, id: &JobId) -> Result<(), String>;
+    async fn remove(&self, id: &JobId) -> Result<(), ClusterWriteError>;
     /// The node's cluster view for `/healthz` (JSON object).
     fn health(&self) -> serde_json::Value;
     /// Prometheus text lines for `/metrics`.
@@ -584,12 +600,16 @@ async fn set_paused(state: &JobsState, id: &JobId, paused: bool) -> Result<(), A
     Ok(())
 }
 
-fn cluster_error(message: String) -> ApiError {
-    tracing::warn!(error = message, "cluster write failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the cluster did not take the change: {message}"),
-    )
+fn cluster_error(error: ClusterWriteError) -> ApiError {
+    match error {
+        ClusterWriteError::Invalid { field, message } => {
+            ApiError::new(StatusCode::BAD_REQUEST, message).with_field(field)
+        }
+        e @ ClusterWriteError::Unavailable(_) => {
+            tracing::warn!(error = %e, "cluster write failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
 }
 
 /// `POST …/trigger` body (optional).

@@ -40,7 +40,7 @@ pub use admin::{ADMIN_BODY_LIMIT, LoginBody, decode_login};
 pub use auth::{Access, AuthError, AuthSettings, Principal, ThrottleSettings};
 pub use error::ApiError;
 pub use ingest::{SIGNATURE_HEADER, sign, verify_signature};
-pub use jobs::{ClusterDefinitions, JobsState, jobs_router};
+pub use jobs::{ClusterDefinitions, ClusterWriteError, JobsState, jobs_router};
 pub use maintenance::{
     CLOSE_OUT_JOB, MAINTENANCE_GRACE, MaintenanceError, MaintenanceSettings, close_out_all,
     start_maintenance, start_maintenance_with,

@@ -123,10 +123,12 @@ mod imp {
     use anyhow::Context as _;
     use jiff::Timestamp;
     use sundial_cluster_etcd::{
-        Cluster, ClusterUrl, DefinitionSource, Etcd, apply_definitions, cluster_status,
+        Cluster, ClusterError, ClusterUrl, DefinitionSource, Etcd, apply_definitions,
+        cluster_status,
     };
     use sundial_scheduler::job::{JobId, JobSpec};
     use sundial_scheduler::jobs_file;
+    use sundial_server::ClusterWriteError;
 
     use crate::cmd::runtime;
 
@@ -267,21 +269,40 @@ mod imp {
         pub(crate) cluster: Cluster,
     }
 
+    /// A refused definition is the client's error (400, naming the field); anything
+    /// else, including a concurrent writer, is worth a retry (503).
+    fn write_error(e: ClusterError) -> ClusterWriteError {
+        match e {
+            ClusterError::Definition { reason, .. } if !reason.contains("another writer") => {
+                let field = if reason.contains("fixed-delay") {
+                    "delay"
+                } else {
+                    "id"
+                };
+                ClusterWriteError::Invalid {
+                    field: field.to_owned(),
+                    message: reason,
+                }
+            }
+            other => ClusterWriteError::Unavailable(other.to_string()),
+        }
+    }
+
     #[async_trait::async_trait]
     impl sundial_server::ClusterDefinitions for EtcdDefinitions {
-        async fn store(&self, spec: JobSpec) -> Result<(), String> {
+        async fn store(&self, spec: JobSpec) -> Result<(), ClusterWriteError> {
             self.cluster
                 .store_definition(spec, SETTLE)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(write_error)
         }
 
-        async fn remove(&self, id: &JobId) -> Result<(), String> {
+        async fn remove(&self, id: &JobId) -> Result<(), ClusterWriteError> {
             self.cluster
                 .delete_definition(id.as_str(), SETTLE)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(write_error)
         }
 
         fn health(&self) -> serde_json::Value {
