@@ -141,14 +141,10 @@ pub async fn cluster_status(etcd: &Etcd, prefix: &str) -> Result<ClusterStatus, 
         .collect();
     Ok(ClusterStatus {
         prefix: prefix.to_owned(),
-        revision: nodes_revision(&inflight),
+        revision: inflight.header().map_or(0, |h| h.revision()),
         nodes,
         leader,
         jobs,
         in_flight,
     })
-}
-
-fn nodes_revision(resp: &etcd_client::GetResponse) -> i64 {
-    resp.header().map_or(0, |h| h.revision())
 }

@@ -31,6 +31,17 @@ fn config(etcd: &EtcdCluster, prefix: &str, node: &str) -> ClusterConfig {
     c
 }
 
+/// Stores `specs` as definitions from `source` under `prefix`.
+async fn apply(
+    node: &Cluster,
+    prefix: &str,
+    specs: Vec<JobSpec>,
+    source: DefinitionSource,
+    prune: bool,
+) -> Result<ApplyReport, sundial_cluster_etcd::ClusterError> {
+    apply_definitions(node.etcd(), prefix, specs, source, prune, "test").await
+}
+
 fn fire(job: &str, at: Timestamp) -> Fire {
     Fire {
         job_id: JobId::new(job),
@@ -204,13 +215,12 @@ async fn only_nodes_that_know_the_current_definition_claim() {
     let scheduler = Scheduler::builder().node_id("synced").build();
     scheduler.register_async("noop", |_| async { Ok(()) });
     synced.attach(&scheduler);
-    let report: ApplyReport = apply_definitions(
-        synced.etcd(),
+    let report: ApplyReport = apply(
+        &synced,
         "/defs/",
         vec![spec("j", "1h")],
         DefinitionSource::File,
         true,
-        "test",
     )
     .await
     .expect("applied");
@@ -242,25 +252,23 @@ async fn only_nodes_that_know_the_current_definition_claim() {
             .is_some()
     );
     // Applying the same file again changes nothing (no new revision for claims to miss).
-    let again = apply_definitions(
-        synced.etcd(),
+    let again = apply(
+        &synced,
         "/defs/",
         vec![spec("j", "1h")],
         DefinitionSource::File,
         true,
-        "test",
     )
     .await
     .expect("applied");
     assert_eq!(again.unchanged, ["j"]);
     // An update reaches the scheduler; a removal too, and its fires are refused.
-    let upd = apply_definitions(
-        synced.etcd(),
+    let upd = apply(
+        &synced,
         "/defs/",
         vec![spec("j", "2h")],
         DefinitionSource::File,
         true,
-        "test",
     )
     .await
     .expect("applied");
@@ -278,31 +286,17 @@ async fn only_nodes_that_know_the_current_definition_claim() {
         TriggerSpec::delay(Duration::from_secs(60), Timestamp::UNIX_EPOCH),
         ActionSpec::handler("noop"),
     );
-    let err = apply_definitions(
-        synced.etcd(),
-        "/defs/",
-        vec![delay],
-        DefinitionSource::Api,
-        false,
-        "t",
-    )
-    .await
-    .expect_err("refused")
-    .to_string();
+    let err = apply(&synced, "/defs/", vec![delay], DefinitionSource::Api, false)
+        .await
+        .expect_err("refused")
+        .to_string();
     assert!(
         err.contains("job `d`") && err.contains("fixed-delay"),
         "{err}"
     );
-    let removed = apply_definitions(
-        synced.etcd(),
-        "/defs/",
-        vec![],
-        DefinitionSource::File,
-        true,
-        "test",
-    )
-    .await
-    .expect("applied");
+    let removed = apply(&synced, "/defs/", vec![], DefinitionSource::File, true)
+        .await
+        .expect("applied");
     assert_eq!(removed.removed, ["j"]);
     let g = fire("j", Timestamp::now() + SignedDuration::from_secs(1));
     wait_until(
@@ -337,25 +331,23 @@ async fn definitions_survive_a_compaction_and_an_etcd_restart() {
     assert!(node.definitions_ready(Duration::from_secs(5)).await);
     // Many writes, then a compaction, then more: the node ends with the last state.
     for i in 0..20 {
-        apply_definitions(
-            node.etcd(),
+        apply(
+            &node,
             "/compact/",
             vec![spec(&format!("j{i}"), "1h")],
             DefinitionSource::Api,
             false,
-            "t",
         )
         .await
         .expect("applied");
     }
     etcd.compact();
-    let last = apply_definitions(
-        node.etcd(),
+    let last = apply(
+        &node,
         "/compact/",
         vec![spec("late", "1h")],
         DefinitionSource::Api,
         false,
-        "t",
     )
     .await
     .expect("applied");
@@ -369,13 +361,12 @@ async fn definitions_survive_a_compaction_and_an_etcd_restart() {
     etcd.restart(0);
     etcd.wait_healthy(Duration::from_secs(20));
     etcd.compact();
-    let after = apply_definitions(
-        node.etcd(),
+    let after = apply(
+        &node,
         "/compact/",
         vec![spec("after", "1h")],
         DefinitionSource::Api,
         false,
-        "t",
     )
     .await
     .expect("applied after the restart");

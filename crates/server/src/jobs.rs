@@ -494,13 +494,7 @@ async fn create(State(state): State<JobsState>, body: Bytes) -> Result<Response,
             if state.scheduler().get(&id).is_ok() {
                 return Err(engine_error(EngineError::AlreadyExists(id)));
             }
-            spec.validate().map_err(|source| {
-                engine_error(EngineError::Spec {
-                    id: id.clone(),
-                    source,
-                })
-            })?;
-            cluster.store(spec).await.map_err(cluster_error)?;
+            store_in_cluster(cluster.as_ref(), spec).await?;
         } else {
             state.scheduler().add(spec).await.map_err(engine_error)?;
         }
@@ -525,13 +519,7 @@ async fn update(
         }
         spec.paused = current.spec.paused;
         if let Some(cluster) = state.cluster() {
-            spec.validate().map_err(|source| {
-                engine_error(EngineError::Spec {
-                    id: id.clone(),
-                    source,
-                })
-            })?;
-            cluster.store(spec).await.map_err(cluster_error)?;
+            store_in_cluster(cluster.as_ref(), spec).await?;
         } else {
             state.scheduler().update(spec).await.map_err(engine_error)?;
         }
@@ -598,6 +586,18 @@ async fn set_paused(state: &JobsState, id: &JobId, paused: bool) -> Result<(), A
         cluster.store(spec).await.map_err(cluster_error)?;
     }
     Ok(())
+}
+
+/// Validates `spec` (the scheduler does not see it first in cluster mode) and stores
+/// it in the cluster.
+async fn store_in_cluster(cluster: &dyn ClusterDefinitions, spec: JobSpec) -> Result<(), ApiError> {
+    spec.validate().map_err(|source| {
+        engine_error(EngineError::Spec {
+            id: spec.id.clone(),
+            source,
+        })
+    })?;
+    cluster.store(spec).await.map_err(cluster_error)
 }
 
 fn cluster_error(error: ClusterWriteError) -> ApiError {

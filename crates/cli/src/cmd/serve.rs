@@ -19,6 +19,7 @@ use sundial_analytics::bus::Bus;
 use sundial_analytics::ingest::Limits;
 use sundial_analytics::{AccountStore, Store};
 use sundial_bus::{LocalBus, LocalLog, NatsBus, NatsOptions, Options};
+use sundial_scheduler::coordinator::Coordinator;
 use sundial_server::{AggregatorSettings, IngestSettings, Readiness, ServerState};
 use tokio_util::sync::CancellationToken;
 
@@ -152,31 +153,31 @@ pub(crate) fn run(
         let maintenance = match serve.role {
             Role::All | Role::Aggregate => {
                 #[cfg(feature = "etcd")]
-                let started = match &cluster {
-                    Some(cluster) => {
-                        let health = cluster.health();
-                        let scheduler = sundial_server::start_maintenance_with(
-                            store.clone(),
-                            config.metrics.settings(),
-                            &health.node_id,
-                            cluster.coordinator(),
-                        )
-                        .await;
-                        if let Ok(scheduler) = &scheduler {
-                            cluster.attach(scheduler);
-                        }
-                        scheduler
-                    }
-                    None => {
-                        sundial_server::start_maintenance(store.clone(), config.metrics.settings())
-                            .await
-                    }
-                };
+                let coordination = cluster.as_ref().map(|c| {
+                    let coordinator: Arc<dyn Coordinator> = c.coordinator();
+                    (c.health().node_id, coordinator)
+                });
                 #[cfg(not(feature = "etcd"))]
-                let started =
-                    sundial_server::start_maintenance(store.clone(), config.metrics.settings())
-                        .await;
-                Some(started.context("cannot start the close-out job")?)
+                let coordination: Option<(String, Arc<dyn Coordinator>)> = None;
+                let settings = config.metrics.settings();
+                let scheduler = match coordination {
+                    Some((node, coordinator)) => {
+                        sundial_server::start_maintenance_with(
+                            store.clone(),
+                            settings,
+                            &node,
+                            coordinator,
+                        )
+                        .await
+                    }
+                    None => sundial_server::start_maintenance(store.clone(), settings).await,
+                }
+                .context("cannot start the close-out job")?;
+                #[cfg(feature = "etcd")]
+                if let Some(cluster) = &cluster {
+                    cluster.attach(&scheduler);
+                }
+                Some(scheduler)
             }
             Role::Ingest => None,
         };

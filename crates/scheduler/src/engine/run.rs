@@ -664,10 +664,7 @@ async fn execute_fire(
         Err(StoreError::DuplicateFire(_)) => {
             inc(&inner.metrics.duplicates);
             tracing::info!(job_id = %fire.job_id, nominal = %fire.nominal, "fire already in the ledger: not run again");
-            let _ = inner
-                .coordinator
-                .release(fire, token, RunState::Cancelled)
-                .await;
+            release_later(inner, fire, token, RunState::Cancelled);
             return None;
         }
         Err(e) => {
@@ -701,7 +698,7 @@ async fn execute_fire(
         rec.finished_at = Some(inner.clock.now());
         rec.error = Some("cancelled before it started".to_owned());
         write_run(inner, &rec).await;
-        let _ = inner.coordinator.release(fire, token, rec.state).await;
+        release_later(inner, fire, token, rec.state);
         count_outcome(&inner.metrics, rec.state);
         if inner.listened() {
             inner.emit(SchedulerEvent::Failed { run: rec.clone() });
